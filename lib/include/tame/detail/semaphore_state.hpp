@@ -1,0 +1,215 @@
+#pragma once
+
+#include <tame/detail/intrusive_list.hpp>
+#include <tame/error.hpp>
+
+#include <boost/assert.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <mutex>
+#include <utility>
+
+namespace tame {
+class permit;
+struct semaphore_stats;
+} // namespace tame
+
+namespace tame::detail {
+
+class semaphore_state;
+
+/// Shared ownership of a semaphore_state. The references are counted in the
+/// state's atomic word, next to the free permits, so that a permit can own one
+/// at no extra cost (see semaphore_state).
+class semaphore_ref {
+public:
+    semaphore_ref() noexcept = default;
+    explicit semaphore_ref(semaphore_state& state) noexcept;
+    semaphore_ref(const semaphore_ref& other) noexcept;
+    semaphore_ref(semaphore_ref&& other) noexcept : state_{std::exchange(other.state_, nullptr)}
+    {
+    }
+    semaphore_ref& operator=(semaphore_ref other) noexcept
+    {
+        std::swap(state_, other.state_);
+        return *this;
+    }
+    ~semaphore_ref();
+
+    semaphore_state* get() const noexcept { return state_; }
+    semaphore_state* operator->() const noexcept { return state_; }
+    explicit operator bool() const noexcept { return state_ != nullptr; }
+
+    /// A state with `capacity` free permits, owned by the returned reference.
+    static semaphore_ref make(std::size_t capacity);
+
+private:
+    struct adopt_t {};
+    semaphore_ref(semaphore_state* state, adopt_t) noexcept : state_{state} {}
+
+    semaphore_state* state_ = nullptr;
+};
+
+/// A queued async_acquire, type-erased; queued_handler supplies complete().
+class semaphore_waiter : public intrusive_list_node {
+public:
+    semaphore_waiter(semaphore_ref owner, std::size_t permits) noexcept
+        : owner{std::move(owner)}, permits{permits}
+    {
+    }
+
+    /// Delivers the outcome to the handler's executor; called once, never under the lock.
+    virtual void complete(error_code ec, permit p) = 0;
+
+    /// Keeps the state (its mutex, for the canceller) alive until the handler
+    /// has been invoked or destroyed.
+    const semaphore_ref owner;
+    const std::size_t permits;
+
+    // Guarded by the owner's mutex.
+    bool queued = false;
+    error_code outcome;
+    std::chrono::steady_clock::time_point queued_at;
+
+protected:
+    ~semaphore_waiter() = default;
+};
+
+/// The shared state of an async_semaphore and its permits.
+///
+/// One atomic word holds the free permits, the number of references to the state
+/// (the semaphore, each permit, each queued waiter) and a "slow path" flag. While
+/// nobody waits, nothing is owed to a shrink and the semaphore is open, the flag
+/// is clear: acquiring and releasing are then one compare-and-swap each, without
+/// the mutex, and that same operation counts the permit's reference. Otherwise
+/// try_take() fails (it must not overtake a waiter) and releases take the mutex to
+/// hand the freed permits to the queue in order. Counting the permits' references
+/// is what lets a permit outlive its semaphore: the last reference frees the state.
+class semaphore_state {
+public:
+    /// Capacities above this would not fit the atomic word.
+    static constexpr std::size_t max_capacity = (std::uint64_t{1} << 31) - 1;
+
+    semaphore_state(const semaphore_state&) = delete;
+    semaphore_state& operator=(const semaphore_state&) = delete;
+
+    /// Takes `n` free permits, and a reference for their permit, unless that
+    /// would overtake a waiter.
+    bool try_take(std::size_t n) noexcept
+    {
+        std::uint64_t word = word_.load(std::memory_order_relaxed);
+        do {
+            if ((word & slow_path) != 0 || free_of(word) < n) {
+                return false;
+            }
+        } while (!word_.compare_exchange_weak(word, word - (std::uint64_t{n} << free_shift) + ref_one,
+                                              std::memory_order_acquire,
+                                              std::memory_order_relaxed));
+        acquired_.fetch_add(1, std::memory_order_relaxed);
+        return true;
+    }
+
+    /// Returns `n` permits and their permit's reference.
+    void give_back(std::size_t n) noexcept
+    {
+        std::uint64_t word = word_.load(std::memory_order_relaxed);
+        while ((word & slow_path) == 0) {
+            // The flag is up for good once the semaphore is gone, so here it still
+            // holds its own reference and ours cannot be the last.
+            if (word_.compare_exchange_weak(word, word + (std::uint64_t{n} << free_shift) - ref_one,
+                                            std::memory_order_release,
+                                            std::memory_order_relaxed)) {
+                return;
+            }
+        }
+        give_back_slow(n);
+    }
+
+    /// Grants the waiter at once, queues it, or fails it (closed, bad count).
+    void start(semaphore_waiter& waiter);
+
+    /// Removes a queued waiter and completes it with operation_aborted; does
+    /// nothing when its outcome is already decided.
+    void cancel(semaphore_waiter& waiter) noexcept;
+
+    /// Fails every waiter with `reason`, and every later start() with errc::closed.
+    void close(error_code reason) noexcept;
+
+    void set_capacity(std::size_t capacity);
+
+    std::size_t available() const noexcept
+    {
+        return static_cast<std::size_t>(free_of(word_.load(std::memory_order_relaxed)));
+    }
+
+    std::size_t capacity() const noexcept { return capacity_.load(std::memory_order_relaxed); }
+
+    std::size_t waiting() const;
+    bool is_closed() const;
+    semaphore_stats stats() const;
+
+private:
+    friend class semaphore_ref;
+
+    // The word: bit 0 the slow-path flag, bits 1-31 the free permits (up to
+    // max_capacity, even while a shrink is being paid), bits 32-63 the references.
+    static constexpr std::uint64_t slow_path = 1;
+    static constexpr unsigned free_shift = 1;
+    static constexpr std::uint64_t free_mask = max_capacity;
+    static constexpr unsigned ref_shift = 32;
+    static constexpr std::uint64_t ref_one = std::uint64_t{1} << ref_shift;
+
+    static std::uint64_t free_of(std::uint64_t word) noexcept
+    {
+        return (word >> free_shift) & free_mask;
+    }
+
+    explicit semaphore_state(std::size_t capacity) noexcept;
+    ~semaphore_state();
+
+    void add_ref() noexcept { word_.fetch_add(ref_one, std::memory_order_relaxed); }
+    void drop_ref() noexcept;
+    void give_back_slow(std::size_t n) noexcept;
+    void enqueue_locked(semaphore_waiter& waiter);
+    void unqueue_locked(semaphore_waiter& waiter) noexcept;
+    void dispatch_locked(intrusive_list<semaphore_waiter>& ready) noexcept;
+    void finish(intrusive_list<semaphore_waiter>& ready) noexcept;
+
+    std::atomic<std::uint64_t> word_;
+    std::atomic<std::uint64_t> acquired_{0};
+    std::atomic<std::size_t> capacity_;
+
+    mutable std::mutex mutex_;
+    intrusive_list<semaphore_waiter> queue_;
+    std::size_t waiting_ = 0;
+    std::size_t debt_ = 0; // permits a shrink removed that were not free at the time
+    bool closed_ = false;
+    std::uint64_t waited_ = 0;
+    std::uint64_t cancelled_ = 0;
+    std::size_t max_waiting_ = 0;
+    std::chrono::steady_clock::duration total_wait_{};
+};
+
+inline semaphore_ref::semaphore_ref(semaphore_state& state) noexcept : state_{&state}
+{
+    state_->add_ref();
+}
+
+inline semaphore_ref::semaphore_ref(const semaphore_ref& other) noexcept : state_{other.state_}
+{
+    if (state_ != nullptr) {
+        state_->add_ref();
+    }
+}
+
+inline semaphore_ref::~semaphore_ref()
+{
+    if (state_ != nullptr) {
+        state_->drop_ref();
+    }
+}
+
+} // namespace tame::detail

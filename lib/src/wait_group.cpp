@@ -1,0 +1,93 @@
+#include <tame/detail/wait_group_state.hpp>
+
+#include <boost/assert.hpp>
+
+namespace tame::detail {
+
+wait_group_state::~wait_group_state()
+{
+    // Queued waiters own a reference to this state, so none can be left.
+    BOOST_ASSERT(queue_.empty());
+}
+
+void wait_group_state::add(std::size_t n) noexcept
+{
+    std::lock_guard lock{mutex_};
+    count_ += n;
+}
+
+void wait_group_state::done() noexcept
+{
+    intrusive_list<wait_group_waiter> ready;
+    {
+        std::lock_guard lock{mutex_};
+        BOOST_ASSERT_MSG(count_ > 0, "tame::wait_group::done() called more often than add()");
+        if (count_ == 0) {
+            return; // with assertions off, a stray done() must not wrap the count
+        }
+        if (--count_ > 0) {
+            return;
+        }
+        while (!queue_.empty()) {
+            wait_group_waiter& waiter = queue_.pop_front();
+            waiter.queued = false;
+            ready.push_back(waiter);
+        }
+    }
+    finish(ready, {});
+}
+
+std::size_t wait_group_state::count() const noexcept
+{
+    std::lock_guard lock{mutex_};
+    return count_;
+}
+
+void wait_group_state::start(wait_group_waiter& waiter)
+{
+    {
+        std::lock_guard lock{mutex_};
+        if (count_ > 0) {
+            waiter.queued = true;
+            queue_.push_back(waiter);
+            return;
+        }
+    }
+    waiter.complete({});
+}
+
+void wait_group_state::cancel(wait_group_waiter& waiter, error_code reason) noexcept
+{
+    {
+        std::lock_guard lock{mutex_};
+        if (!waiter.queued) {
+            return; // the count reached zero first: that outcome is on its way
+        }
+        queue_.erase(waiter);
+        waiter.queued = false;
+    }
+    waiter.complete(reason);
+}
+
+void wait_group_state::abort(error_code reason) noexcept
+{
+    intrusive_list<wait_group_waiter> ready;
+    {
+        std::lock_guard lock{mutex_};
+        while (!queue_.empty()) {
+            wait_group_waiter& waiter = queue_.pop_front();
+            waiter.queued = false;
+            ready.push_back(waiter);
+        }
+    }
+    finish(ready, reason);
+}
+
+void wait_group_state::finish(intrusive_list<wait_group_waiter>& ready, error_code ec) noexcept
+{
+    while (!ready.empty()) {
+        ready.pop_front().complete(ec);
+    }
+}
+
+} // namespace tame::detail

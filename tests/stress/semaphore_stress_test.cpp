@@ -1,0 +1,165 @@
+#include <tame/semaphore.hpp>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <cstddef>
+#include <memory>
+#include <thread>
+#include <vector>
+
+namespace asio = boost::asio;
+
+namespace {
+
+/// Runs `io` on `threads` threads until it runs out of work.
+void run_on_threads(asio::io_context& io, int threads)
+{
+    std::vector<std::thread> pool;
+    for (int i = 0; i < threads; ++i) {
+        pool.emplace_back([&io] { io.run(); });
+    }
+    for (auto& t : pool) {
+        t.join();
+    }
+}
+
+/// The largest value `counter` held, kept up to date by add().
+class peak_counter {
+public:
+    void add(std::size_t n)
+    {
+        const std::size_t now = current_.fetch_add(n) + n;
+        std::size_t seen = peak_.load();
+        while (now > seen && !peak_.compare_exchange_weak(seen, now)) {
+        }
+    }
+    void sub(std::size_t n) { current_.fetch_sub(n); }
+    std::size_t peak() const { return peak_.load(); }
+
+private:
+    std::atomic<std::size_t> current_{0};
+    std::atomic<std::size_t> peak_{0};
+};
+
+} // namespace
+
+TEST_CASE("coroutines on several threads never hold more permits than the capacity",
+          "[stress][semaphore]")
+{
+    constexpr std::size_t capacity = 10;
+    constexpr int coroutines = 1000;
+    constexpr int rounds = 20;
+    asio::io_context io{4};
+    tame::async_semaphore sem{io, capacity};
+    peak_counter in_use;
+    std::atomic<int> finished{0};
+
+    for (int id = 0; id < coroutines; ++id) {
+        asio::co_spawn(
+            io,
+            [&, id]() -> asio::awaitable<void> {
+                for (int round = 0; round < rounds; ++round) {
+                    const std::size_t n = 1 + static_cast<std::size_t>((id + round) % 3);
+                    auto p = co_await sem.acquire(n);
+                    in_use.add(n);
+                    co_await asio::post(io, asio::use_awaitable);
+                    in_use.sub(n);
+                }
+                ++finished;
+            },
+            asio::detached);
+    }
+    run_on_threads(io, 4);
+
+    CHECK(finished == coroutines);
+    CHECK(in_use.peak() <= capacity);
+    CHECK(in_use.peak() > 1);
+    CHECK(sem.available() == capacity);
+    CHECK(sem.stats().acquired == std::uint64_t{coroutines} * rounds);
+}
+
+TEST_CASE("strand-bound waiters are cancelled on their strand while other threads release",
+          "[stress][semaphore]")
+{
+    constexpr std::size_t capacity = 4;
+    constexpr int waiters = 200;
+    constexpr int rounds = 25;
+    asio::io_context io{2};
+    tame::async_semaphore sem{io, capacity};
+    std::atomic<int> granted{0};
+    std::atomic<int> aborted{0};
+    std::atomic<int> other{0};
+
+    for (int id = 0; id < waiters; ++id) {
+        auto strand = asio::make_strand(io);
+        asio::co_spawn(
+            strand,
+            [&, strand]() -> asio::awaitable<void> {
+                for (int round = 0; round < rounds; ++round) {
+                    // The emit is posted to the waiter's own strand, where it races
+                    // with a grant made by a release on another thread.
+                    auto signal = std::make_shared<asio::cancellation_signal>();
+                    auto op = sem.async_acquire(
+                        1, asio::bind_cancellation_slot(signal->slot(),
+                                                        asio::as_tuple(asio::use_awaitable)));
+                    asio::post(strand, [signal] {
+                        signal->emit(asio::cancellation_type::terminal);
+                    });
+                    auto [ec, p] = co_await std::move(op);
+                    if (!ec && p) {
+                        ++granted;
+                        co_await asio::post(io, asio::use_awaitable); // hop threads holding it
+                    } else if (ec == asio::error::operation_aborted) {
+                        ++aborted;
+                    } else {
+                        ++other;
+                    }
+                }
+            },
+            asio::detached);
+    }
+    run_on_threads(io, 2);
+
+    CHECK(other == 0);
+    CHECK(granted + aborted == waiters * rounds);
+    CHECK(sem.stats().cancelled == static_cast<std::uint64_t>(aborted.load()));
+    CHECK(sem.waiting() == 0);
+    CHECK(sem.available() == capacity);
+}
+
+TEST_CASE("permits released from many threads reach queued waiters exactly once",
+          "[stress][semaphore]")
+{
+    constexpr int acquires = 20000;
+    asio::io_context io{2};
+    tame::async_semaphore sem{io, 3};
+    std::atomic<int> completions{0};
+    std::atomic<int> errors{0};
+
+    for (int i = 0; i < acquires; ++i) {
+        sem.async_acquire(1 + i % 2, [&](tame::error_code ec, tame::permit p) {
+            ++completions;
+            if (ec) {
+                ++errors;
+            }
+            // Hand the permit to another handler, which may run on the other thread.
+            asio::post(io, [p = std::move(p)]() mutable { p.release(); });
+        });
+    }
+    run_on_threads(io, 2);
+
+    CHECK(completions == acquires);
+    CHECK(errors == 0);
+    CHECK(sem.available() == 3);
+}
