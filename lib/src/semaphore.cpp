@@ -1,24 +1,9 @@
 #include <tame/detail/semaphore_state.hpp>
-#include <tame/permit.hpp>
 #include <tame/semaphore_stats.hpp>
 
-#include <boost/system/system_category.hpp>
-
 #include <algorithm>
-#include <cerrno>
 
 namespace tame::detail {
-namespace {
-
-// asio::error::operation_aborted and asio::error::invalid_argument, spelled
-// without Asio's error.hpp: the compiled part of tame::tame includes no Asio
-// header, so that it never commits its users to Asio's header-only or separately
-// compiled mode.
-const error_code operation_aborted{ECANCELED, boost::system::system_category()};
-const error_code invalid_argument{EINVAL, boost::system::system_category()};
-
-} // namespace
-
 semaphore_ref semaphore_ref::make(std::size_t capacity)
 {
     return semaphore_ref{new semaphore_state{capacity}, adopt_t{}};
@@ -65,18 +50,18 @@ void semaphore_state::start(semaphore_waiter& waiter)
     {
         std::lock_guard lock{mutex_};
         if (closed_) {
-            waiter.outcome = errc::closed;
+            waiter.outcome = acquire_outcome::closed;
             ready.push_back(waiter);
         } else if (waiter.permits == 0 || waiter.permits > capacity_.load()) {
-            waiter.outcome = invalid_argument;
+            waiter.outcome = acquire_outcome::invalid;
             ready.push_back(waiter);
-        } else if (queue_.empty() && try_take(waiter.permits)) {
+        } else if (queue_.empty() && take_or_raise_flag_locked(waiter.permits)) {
+            waiter.outcome = acquire_outcome::granted;
             ready.push_back(waiter);
         } else {
+            // The flag is up (raised just now, or by the waiters ahead), so every
+            // release will come through the lock and serve the queue in order.
             enqueue_locked(waiter);
-            // A release may have added permits without the lock just before the
-            // slow-path flag went up; nobody else would hand them out.
-            dispatch_locked(ready);
         }
     }
     finish(ready);
@@ -91,7 +76,7 @@ void semaphore_state::cancel(semaphore_waiter& waiter) noexcept
             return; // granted or failed already: that outcome is on its way
         }
         unqueue_locked(waiter);
-        waiter.outcome = operation_aborted;
+        waiter.outcome = acquire_outcome::cancelled;
         ++cancelled_;
         ready.push_back(waiter);
         // The cancelled waiter may have been the head that held others back.
@@ -100,7 +85,7 @@ void semaphore_state::cancel(semaphore_waiter& waiter) noexcept
     finish(ready);
 }
 
-void semaphore_state::close(error_code reason) noexcept
+void semaphore_state::close(acquire_outcome reason) noexcept
 {
     intrusive_list<semaphore_waiter> ready;
     {
@@ -165,9 +150,35 @@ semaphore_stats semaphore_state::stats() const
     return s;
 }
 
+bool semaphore_state::take_or_raise_flag_locked(std::size_t n) noexcept
+{
+    // One compare-and-swap decides between the two, so a release that adds
+    // permits without the lock either lands first (and we take its permits) or
+    // sees the flag (and serves the queue under the lock); none is overlooked.
+    std::uint64_t word = word_.load(std::memory_order_relaxed);
+    for (;;) {
+        if ((word & slow_path) != 0) {
+            return false; // a shrink is still owed: wait behind it
+        }
+        if (free_of(word) >= n) {
+            if (word_.compare_exchange_weak(word,
+                                            word - (std::uint64_t{n} << free_shift) + ref_one,
+                                            std::memory_order_acquire,
+                                            std::memory_order_relaxed)) {
+                acquired_.fetch_add(1, std::memory_order_relaxed);
+                return true;
+            }
+        } else if (word_.compare_exchange_weak(word, word | slow_path,
+                                               std::memory_order_acq_rel,
+                                               std::memory_order_relaxed)) {
+            return false;
+        }
+    }
+}
+
 void semaphore_state::enqueue_locked(semaphore_waiter& waiter)
 {
-    word_.fetch_or(slow_path, std::memory_order_acq_rel);
+    BOOST_ASSERT((word_.load(std::memory_order_relaxed) & slow_path) != 0);
     waiter.queued = true;
     waiter.queued_at = std::chrono::steady_clock::now();
     queue_.push_back(waiter);
@@ -205,7 +216,7 @@ void semaphore_state::dispatch_locked(intrusive_list<semaphore_waiter>& ready) n
             // A shrink left the head asking for more than can ever be free;
             // failing it keeps it from blocking everyone behind it for good.
             unqueue_locked(head);
-            head.outcome = invalid_argument;
+            head.outcome = acquire_outcome::invalid;
             ready.push_back(head);
             continue;
         }
@@ -222,6 +233,7 @@ void semaphore_state::dispatch_locked(intrusive_list<semaphore_waiter>& ready) n
         }
         total_wait_ += now - head.queued_at;
         acquired_.fetch_add(1, std::memory_order_relaxed);
+        head.outcome = acquire_outcome::granted;
         ready.push_back(head);
     }
 
@@ -233,14 +245,8 @@ void semaphore_state::dispatch_locked(intrusive_list<semaphore_waiter>& ready) n
 void semaphore_state::finish(intrusive_list<semaphore_waiter>& ready) noexcept
 {
     while (!ready.empty()) {
-        semaphore_waiter& waiter = ready.pop_front();
-        // complete() hands the waiter to another thread: read it before, not after.
-        // A granted waiter's permit adopts the reference dispatch_locked() took.
-        if (waiter.outcome) {
-            waiter.complete(waiter.outcome, permit{});
-        } else {
-            waiter.complete({}, permit{this, waiter.permits});
-        }
+        // Once completed, the waiter belongs to its handler's executor.
+        ready.pop_front().complete();
     }
 }
 

@@ -25,16 +25,11 @@ void wait_group_state::done() noexcept
         if (count_ == 0) {
             return; // with assertions off, a stray done() must not wrap the count
         }
-        if (--count_ > 0) {
-            return;
-        }
-        while (!queue_.empty()) {
-            wait_group_waiter& waiter = queue_.pop_front();
-            waiter.queued = false;
-            ready.push_back(waiter);
+        if (--count_ == 0) {
+            take_all_locked(ready, wait_outcome::zero);
         }
     }
-    finish(ready, {});
+    finish(ready);
 }
 
 std::size_t wait_group_state::count() const noexcept
@@ -52,11 +47,12 @@ void wait_group_state::start(wait_group_waiter& waiter)
             queue_.push_back(waiter);
             return;
         }
+        waiter.outcome = wait_outcome::zero;
     }
-    waiter.complete({});
+    waiter.complete();
 }
 
-void wait_group_state::cancel(wait_group_waiter& waiter, error_code reason) noexcept
+void wait_group_state::cancel(wait_group_waiter& waiter) noexcept
 {
     {
         std::lock_guard lock{mutex_};
@@ -65,28 +61,37 @@ void wait_group_state::cancel(wait_group_waiter& waiter, error_code reason) noex
         }
         queue_.erase(waiter);
         waiter.queued = false;
+        waiter.outcome = wait_outcome::cancelled;
     }
-    waiter.complete(reason);
+    waiter.complete();
 }
 
-void wait_group_state::abort(error_code reason) noexcept
+void wait_group_state::abort() noexcept
 {
     intrusive_list<wait_group_waiter> ready;
     {
         std::lock_guard lock{mutex_};
-        while (!queue_.empty()) {
-            wait_group_waiter& waiter = queue_.pop_front();
-            waiter.queued = false;
-            ready.push_back(waiter);
-        }
+        take_all_locked(ready, wait_outcome::aborted);
     }
-    finish(ready, reason);
+    finish(ready);
 }
 
-void wait_group_state::finish(intrusive_list<wait_group_waiter>& ready, error_code ec) noexcept
+void wait_group_state::take_all_locked(intrusive_list<wait_group_waiter>& ready,
+                                       wait_outcome outcome) noexcept
+{
+    while (!queue_.empty()) {
+        wait_group_waiter& waiter = queue_.pop_front();
+        waiter.queued = false;
+        waiter.outcome = outcome;
+        ready.push_back(waiter);
+    }
+}
+
+void wait_group_state::finish(intrusive_list<wait_group_waiter>& ready) noexcept
 {
     while (!ready.empty()) {
-        ready.pop_front().complete(ec);
+        // Once completed, the waiter belongs to its handler's executor.
+        ready.pop_front().complete();
     }
 }
 

@@ -64,4 +64,12 @@ private:
     std::size_t count_ = 0;
 };
 
+namespace detail {
+
+inline permit semaphore_state::adopt_permit(std::size_t n) noexcept
+{
+    return permit{this, n};
+}
+
+} // namespace detail
 } // namespace tame

@@ -2,6 +2,7 @@
 
 #include <tame/detail/config.hpp>
 #include <tame/detail/queued_handler.hpp>
+#include <tame/detail/ready_awaitable.hpp>
 #include <tame/detail/semaphore_state.hpp>
 #include <tame/error.hpp>
 #include <tame/permit.hpp>
@@ -19,10 +20,33 @@
 #include <cstddef>
 #include <cstdint>
 #include <stdexcept>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 
 namespace tame {
+namespace detail {
+
+/// The arguments of an acquire's handler, for the outcome the state decided.
+inline std::tuple<error_code, permit> take_result(semaphore_waiter& waiter) noexcept
+{
+    switch (waiter.outcome) {
+    case acquire_outcome::granted:
+        return {error_code{}, waiter.owner->adopt_permit(waiter.permits)};
+    case acquire_outcome::closed:
+        return {errc::closed, permit{}};
+    case acquire_outcome::invalid:
+        return {asio::error::invalid_argument, permit{}};
+    case acquire_outcome::cancelled:
+    case acquire_outcome::aborted:
+    case acquire_outcome::pending:
+        break;
+    }
+    BOOST_ASSERT(waiter.outcome != acquire_outcome::pending);
+    return {asio::error::operation_aborted, permit{}};
+}
+
+} // namespace detail
 
 /// A counting semaphore for coroutines and callbacks: weighted, strictly FIFO,
 /// cancellable, and safe to use from any thread.
@@ -118,12 +142,17 @@ public:
     /// Takes free permits without suspending the caller; otherwise it waits as
     /// async_acquire() does and throws its errors as boost::system::system_error.
     /// Cancellation reaches it through the calling coroutine's cancellation state.
+    ///
+    /// The free permits are taken when acquire() is called, so co_await its
+    /// result at once (as in the line above).
     asio::awaitable<permit> acquire(std::size_t n = 1)
     {
+        // Not a coroutine itself: when it must wait, the caller awaits Asio's own
+        // use_awaitable operation directly, one coroutine frame fewer per wait.
         if (permit granted = try_acquire(n)) {
-            co_return granted;
+            return detail::ready_awaitable(std::move(granted));
         }
-        co_return co_await async_acquire(n, asio::use_awaitable);
+        return async_acquire(n, asio::use_awaitable);
     }
 
     /// Takes `n` permits if they are free and nobody waits; an empty permit
@@ -140,7 +169,7 @@ public:
 
     /// Fails current and later acquires with `tame::errc::closed`. Permits already
     /// held stay valid and are given back as usual. Closing twice does nothing more.
-    void close() noexcept { state_->close(errc::closed); }
+    void close() noexcept { state_->close(detail::acquire_outcome::closed); }
 
     /// Whether close() was called.
     bool is_closed() const { return state_->is_closed(); }
@@ -172,7 +201,7 @@ private:
         {
             using waiter_type =
                 detail::queued_handler<detail::semaphore_waiter, std::decay_t<Handler>,
-                                       executor_type, error_code, permit>;
+                                       executor_type>;
             auto& waiter = waiter_type::create(std::forward<Handler>(handler),
                                                self->executor_, self->state_, n);
             // Before start(): once queued, a release on another thread may
@@ -184,6 +213,8 @@ private:
 
     /// Lives in the handler's cancellation slot while the acquire waits.
     struct canceller {
+        explicit canceller(detail::semaphore_waiter* w) noexcept : waiter{w} {}
+
         detail::semaphore_waiter* waiter;
 
         void operator()(asio::cancellation_type type) const
@@ -205,7 +236,7 @@ private:
     void abort_waiters() noexcept
     {
         if (state_) {
-            state_->close(asio::error::operation_aborted);
+            state_->close(detail::acquire_outcome::aborted);
         }
     }
 

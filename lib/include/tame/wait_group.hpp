@@ -10,13 +10,28 @@
 #include <boost/asio/cancellation_type.hpp>
 #include <boost/asio/error.hpp>
 #include <boost/asio/execution_context.hpp>
+#include <boost/assert.hpp>
 
 #include <cstddef>
 #include <memory>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 
 namespace tame {
+namespace detail {
+
+/// The arguments of a wait's handler, for the outcome the state decided.
+inline std::tuple<error_code> take_result(wait_group_waiter& waiter) noexcept
+{
+    BOOST_ASSERT(waiter.outcome != wait_outcome::pending);
+    if (waiter.outcome == wait_outcome::zero) {
+        return {error_code{}};
+    }
+    return {asio::error::operation_aborted};
+}
+
+} // namespace detail
 
 /// Go's sync.WaitGroup for Asio: a counter of outstanding work, and an
 /// asynchronous wait for it to reach zero.
@@ -102,8 +117,7 @@ private:
         void operator()(Handler&& handler) const
         {
             using waiter_type = detail::queued_handler<detail::wait_group_waiter,
-                                                       std::decay_t<Handler>, executor_type,
-                                                       error_code>;
+                                                       std::decay_t<Handler>, executor_type>;
             auto& waiter =
                 waiter_type::create(std::forward<Handler>(handler), self->executor_, self->state_);
             waiter.template install_canceller<canceller>(&waiter);
@@ -113,12 +127,14 @@ private:
 
     /// Lives in the handler's cancellation slot while the wait is queued.
     struct canceller {
+        explicit canceller(detail::wait_group_waiter* w) noexcept : waiter{w} {}
+
         detail::wait_group_waiter* waiter;
 
         void operator()(asio::cancellation_type type) const
         {
             if (type != asio::cancellation_type::none) {
-                waiter->owner->cancel(*waiter, asio::error::operation_aborted);
+                waiter->owner->cancel(*waiter);
             }
         }
     };
@@ -126,7 +142,7 @@ private:
     void abort_waiters() noexcept
     {
         if (state_) {
-            state_->abort(asio::error::operation_aborted);
+            state_->abort();
         }
     }
 

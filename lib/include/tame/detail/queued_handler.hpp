@@ -1,69 +1,85 @@
 #pragma once
 
 #include <tame/detail/config.hpp>
+#include <tame/detail/recycling_allocator.hpp>
 
 #include <boost/asio/associated_allocator.hpp>
 #include <boost/asio/associated_cancellation_slot.hpp>
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/execution/executor.hpp>
+#include <boost/asio/execution/blocking.hpp>
 #include <boost/asio/execution/outstanding_work.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/prefer.hpp>
-#include <boost/asio/recycling_allocator.hpp>
+#include <boost/asio/require.hpp>
 
 #include <memory>
-#include <optional>
 #include <tuple>
 #include <type_traits>
 #include <utility>
 
 namespace tame::detail {
 
-/// An executor together with outstanding work on it: while a handler waits in a
-/// queue, its io_context must not run out of work, as with Asio's own operations.
+/// Where a queued handler will run: its associated executor, holding outstanding
+/// work there (as Asio's own operations do while they wait, so that the io_context
+/// does not run out of work) and required never to run a function inline. Both
+/// properties are applied once, when the handler is queued; completing it is then
+/// a single execute(), with no further conversions of a type-erased executor.
 template <class Executor, class = void>
-class work_tracked_executor {
+class completion_executor {
 public:
-    explicit work_tracked_executor(const Executor& ex)
-        : ex_{asio::prefer(ex, asio::execution::outstanding_work.tracked)}
+    explicit completion_executor(const Executor& ex)
+        : ex_{asio::prefer(asio::require(ex, asio::execution::blocking.never),
+                           asio::execution::outstanding_work.tracked)}
     {
     }
 
-    const auto& get() const noexcept { return ex_; }
+    template <class Function>
+    void post(Function&& f) const
+    {
+        ex_.execute(std::forward<Function>(f));
+    }
 
 private:
-    std::decay_t<decltype(asio::prefer(std::declval<const Executor&>(),
-                                       asio::execution::outstanding_work.tracked))>
+    std::decay_t<decltype(asio::prefer(
+        asio::require(std::declval<const Executor&>(), asio::execution::blocking.never),
+        asio::execution::outstanding_work.tracked))>
         ex_;
 };
 
 /// Networking-TS style executors (such as `io_context::strand`) count work by hand.
 template <class Executor>
-class work_tracked_executor<
-    Executor, std::enable_if_t<!asio::execution::is_executor<Executor>::value>> {
+class completion_executor<Executor,
+                          std::enable_if_t<!asio::execution::is_executor<Executor>::value>> {
 public:
-    explicit work_tracked_executor(const Executor& ex) : guard_{ex} {}
+    explicit completion_executor(const Executor& ex) : guard_{ex} {}
 
-    Executor get() const noexcept { return guard_.get_executor(); }
+    template <class Function>
+    void post(Function&& f) const
+    {
+        asio::post(guard_.get_executor(), std::forward<Function>(f));
+    }
 
 private:
     asio::executor_work_guard<Executor> guard_;
 };
 
-/// A completion handler parked in a queue until its operation's result is known.
+/// A completion handler parked in a queue until its operation's outcome is known.
 ///
-/// `Base` is the type-erased queue element of the owning object; it declares
-/// `virtual void complete(Args...)`. complete() stores the result and posts the
-/// handler to its associated executor, so the handler never runs inside the call
-/// that produced the result (nor under the owner's lock). The element's memory
-/// comes from the handler's associated allocator (Asio's recycling allocator by
-/// default) and is freed before the handler runs, so that a handler which queues
-/// again reuses it.
-template <class Base, class Handler, class IoExecutor, class... Args>
+/// `Base` is the type-erased queue element of the owning object. It declares
+/// `virtual void complete()`, and `take_result(Base&)` (found by argument-dependent
+/// lookup) turns its outcome into the handler's arguments as a std::tuple.
+///
+/// complete() posts the handler to its associated executor, so the handler never
+/// runs inside the call that decided the outcome (nor under the owner's lock).
+/// The element's memory comes from the handler's associated allocator (by
+/// default a per-thread cache, see recycling_allocator.hpp) and is freed before
+/// the handler runs, so a handler that queues again reuses it.
+template <class Base, class Handler, class IoExecutor>
 class queued_handler final : public Base {
     using allocator_type = typename std::allocator_traits<asio::associated_allocator_t<
-        Handler, asio::recycling_allocator<void>>>::template rebind_alloc<queued_handler>;
+        Handler, detail::recycling_allocator<void>>>::template rebind_alloc<queued_handler>;
     using alloc_traits = std::allocator_traits<allocator_type>;
     using handler_executor = asio::associated_executor_t<Handler, IoExecutor>;
 
@@ -74,7 +90,7 @@ public:
                                   BaseArgs&&... base_args)
     {
         allocator_type alloc{
-            asio::get_associated_allocator(handler, asio::recycling_allocator<void>{})};
+            asio::get_associated_allocator(handler, detail::recycling_allocator<void>{})};
         queued_handler* memory = alloc_traits::allocate(alloc, 1);
         try {
             return *new (memory) queued_handler{alloc, std::move(handler), io_ex,
@@ -97,11 +113,7 @@ public:
         }
     }
 
-    void complete(Args... args) override
-    {
-        result_.emplace(std::move(args)...);
-        asio::post(work_.get(), invoker{this});
-    }
+    void complete() override { executor_.post(invoker{this}); }
 
 private:
     /// The posted function object; it owns the element until it runs.
@@ -111,12 +123,11 @@ private:
         invoker(invoker&& other) noexcept : op_{std::exchange(other.op_, nullptr)} {}
         invoker& operator=(invoker&&) = delete;
 
-        // Destroyed without running: the execution context shut down first. The
-        // result (a permit, say) is destroyed with the element and so given back.
+        // Destroyed without running: the execution context shut down first.
         ~invoker()
         {
             if (op_ != nullptr) {
-                op_->destroy();
+                op_->discard();
             }
         }
 
@@ -132,7 +143,7 @@ private:
         : Base{std::forward<BaseArgs>(base_args)...},
           alloc_{alloc},
           handler_{std::move(handler)},
-          work_{asio::get_associated_executor(handler_, io_ex)},
+          executor_{asio::get_associated_executor(handler_, io_ex)},
           slot_{asio::get_associated_cancellation_slot(handler_)}
     {
     }
@@ -140,9 +151,16 @@ private:
     void invoke()
     {
         Handler handler{std::move(handler_)};
-        std::tuple<Args...> result{std::move(*result_)};
+        auto result = take_result(static_cast<Base&>(*this));
         destroy();
         std::apply(std::move(handler), std::move(result));
+    }
+
+    void discard() noexcept
+    {
+        // The result is dropped with the element: a permit in it is given back.
+        static_cast<void>(take_result(static_cast<Base&>(*this)));
+        destroy();
     }
 
     void destroy() noexcept
@@ -157,9 +175,8 @@ private:
 
     [[no_unique_address]] allocator_type alloc_;
     Handler handler_;
-    work_tracked_executor<handler_executor> work_;
+    completion_executor<handler_executor> executor_;
     asio::associated_cancellation_slot_t<Handler> slot_;
-    std::optional<std::tuple<Args...>> result_;
 };
 
 } // namespace tame::detail

@@ -1,7 +1,6 @@
 #pragma once
 
 #include <tame/detail/intrusive_list.hpp>
-#include <tame/error.hpp>
 
 #include <boost/assert.hpp>
 
@@ -53,6 +52,16 @@ private:
     semaphore_state* state_ = nullptr;
 };
 
+/// How a queued acquire ended; decided under the state's lock.
+enum class acquire_outcome : unsigned char {
+    pending,
+    granted,   // the permits and a reference for their permit were taken
+    cancelled, // asio::error::operation_aborted, through the cancellation slot
+    aborted,   // asio::error::operation_aborted, the semaphore was destroyed
+    closed,    // tame::errc::closed
+    invalid,   // asio::error::invalid_argument, more than the capacity
+};
+
 /// A queued async_acquire, type-erased; queued_handler supplies complete().
 class semaphore_waiter : public intrusive_list_node {
 public:
@@ -61,18 +70,19 @@ public:
     {
     }
 
-    /// Delivers the outcome to the handler's executor; called once, never under the lock.
-    virtual void complete(error_code ec, permit p) = 0;
+    /// Schedules the handler on its executor with the outcome; called once, never
+    /// under the lock. The handler turns the outcome into its arguments.
+    virtual void complete() = 0;
 
     /// Keeps the state (its mutex, for the canceller) alive until the handler
     /// has been invoked or destroyed.
     const semaphore_ref owner;
     const std::size_t permits;
 
-    // Guarded by the owner's mutex.
-    bool queued = false;
-    error_code outcome;
+    // Written under the owner's mutex; read by the handler after complete().
     std::chrono::steady_clock::time_point queued_at;
+    acquire_outcome outcome = acquire_outcome::pending;
+    bool queued = false;
 
 protected:
     ~semaphore_waiter() = default;
@@ -135,8 +145,9 @@ public:
     /// nothing when its outcome is already decided.
     void cancel(semaphore_waiter& waiter) noexcept;
 
-    /// Fails every waiter with `reason`, and every later start() with errc::closed.
-    void close(error_code reason) noexcept;
+    /// Fails every waiter with `reason` (closed or aborted), and every later
+    /// start() with closed.
+    void close(acquire_outcome reason) noexcept;
 
     void set_capacity(std::size_t capacity);
 
@@ -150,6 +161,10 @@ public:
     std::size_t waiting() const;
     bool is_closed() const;
     semaphore_stats stats() const;
+
+    /// A permit for `n` permits that adopts a reference already taken (by
+    /// try_take() or by granting a waiter). Defined in permit.hpp.
+    permit adopt_permit(std::size_t n) noexcept;
 
 private:
     friend class semaphore_ref;
@@ -173,6 +188,7 @@ private:
     void add_ref() noexcept { word_.fetch_add(ref_one, std::memory_order_relaxed); }
     void drop_ref() noexcept;
     void give_back_slow(std::size_t n) noexcept;
+    bool take_or_raise_flag_locked(std::size_t n) noexcept;
     void enqueue_locked(semaphore_waiter& waiter);
     void unqueue_locked(semaphore_waiter& waiter) noexcept;
     void dispatch_locked(intrusive_list<semaphore_waiter>& ready) noexcept;

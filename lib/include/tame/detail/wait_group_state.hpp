@@ -1,7 +1,6 @@
 #pragma once
 
 #include <tame/detail/intrusive_list.hpp>
-#include <tame/error.hpp>
 
 #include <cstddef>
 #include <memory>
@@ -11,6 +10,14 @@ namespace tame::detail {
 
 class wait_group_state;
 
+/// How a wait ended; decided under the state's lock.
+enum class wait_outcome : unsigned char {
+    pending,
+    zero,      // the count reached zero
+    cancelled, // asio::error::operation_aborted, through the cancellation slot
+    aborted,   // asio::error::operation_aborted, the wait_group was destroyed
+};
+
 /// A queued async_wait, type-erased; queued_handler supplies complete().
 class wait_group_waiter : public intrusive_list_node {
 public:
@@ -19,13 +26,16 @@ public:
     {
     }
 
-    /// Delivers the outcome to the handler's executor; called once, never under the lock.
-    virtual void complete(error_code ec) = 0;
+    /// Schedules the handler on its executor with the outcome; called once, never
+    /// under the lock.
+    virtual void complete() = 0;
 
     /// Keeps the mutex alive for the canceller until the handler has run.
     const std::shared_ptr<wait_group_state> owner;
 
-    bool queued = false; // guarded by the owner's mutex
+    // Written under the owner's mutex; read by the handler after complete().
+    wait_outcome outcome = wait_outcome::pending;
+    bool queued = false;
 
 protected:
     ~wait_group_waiter() = default;
@@ -46,14 +56,15 @@ public:
     /// Completes the waiter at once when the count is zero, else queues it.
     void start(wait_group_waiter& waiter);
 
-    /// Removes a queued waiter and completes it with `reason`.
-    void cancel(wait_group_waiter& waiter, error_code reason) noexcept;
+    /// Removes a queued waiter and completes it as cancelled.
+    void cancel(wait_group_waiter& waiter) noexcept;
 
-    /// Completes every queued waiter with `reason`.
-    void abort(error_code reason) noexcept;
+    /// Completes every queued waiter as aborted.
+    void abort() noexcept;
 
 private:
-    static void finish(intrusive_list<wait_group_waiter>& ready, error_code ec) noexcept;
+    void take_all_locked(intrusive_list<wait_group_waiter>& ready, wait_outcome outcome) noexcept;
+    static void finish(intrusive_list<wait_group_waiter>& ready) noexcept;
 
     mutable std::mutex mutex_;
     std::size_t count_ = 0;
