@@ -24,6 +24,7 @@
 #include <malloc.h>
 
 #include <cstddef>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -144,6 +145,16 @@ asio::awaitable<void> channel_worker(token_channel& tokens, int rounds)
     }
 }
 
+// The same coroutines without any semaphore: the cost of the co_await post that
+// both contenders pay, to subtract from their figures.
+asio::awaitable<void> post_only_worker(int rounds)
+{
+    auto ex = co_await asio::this_coro::executor;
+    for (int i = 0; i < rounds; ++i) {
+        co_await asio::post(ex, asio::use_awaitable);
+    }
+}
+
 void run_threads(asio::io_context& io, int threads)
 {
     std::vector<std::thread> extra;
@@ -158,63 +169,73 @@ void run_threads(asio::io_context& io, int threads)
 
 constexpr int acquisitions_per_run = 64'000;
 
-void report(benchmark::State& state, int coroutines, int rounds)
+/// Runs `coroutines` workers of `rounds` rounds on `threads` threads, once per
+/// benchmark iteration. `spawn_all(io, coroutines, rounds)` starts the workers and
+/// returns what they share, which lives until they have finished.
+template <class SpawnAll>
+void run_contended(benchmark::State& state, SpawnAll spawn_all)
 {
+    const int coroutines = static_cast<int>(state.range(0));
+    const int threads = static_cast<int>(state.range(1));
+    const int rounds = acquisitions_per_run / coroutines;
+    for (auto _ : state) {
+        asio::io_context io{threads};
+        auto shared = spawn_all(io, coroutines, rounds);
+        run_threads(io, threads);
+    }
     const auto ops = static_cast<double>(coroutines) * rounds;
     state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * ops));
     state.counters["per_acquire"] = benchmark::Counter(
         ops, benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
 }
 
+void contended_args(benchmark::internal::Benchmark* b)
+{
+    b->ArgNames({"coroutines", "threads"});
+    for (int threads : {1, 2}) {
+        for (int coroutines : {64, 1000}) {
+            b->Args({coroutines, threads});
+        }
+    }
+    b->Unit(benchmark::kMillisecond)->UseRealTime();
+}
+
 void tame_contended(benchmark::State& state)
 {
-    const int coroutines = static_cast<int>(state.range(0));
-    const int threads = static_cast<int>(state.range(1));
-    const int rounds = acquisitions_per_run / coroutines;
-    for (auto _ : state) {
-        asio::io_context io{threads};
-        tame::async_semaphore sem{io, permits};
+    run_contended(state, [](asio::io_context& io, int coroutines, int rounds) {
+        auto sem = std::make_unique<tame::async_semaphore>(io, permits);
         for (int i = 0; i < coroutines; ++i) {
-            asio::co_spawn(io, tame_worker(sem, rounds), asio::detached);
+            asio::co_spawn(io, tame_worker(*sem, rounds), asio::detached);
         }
-        run_threads(io, threads);
-    }
-    report(state, coroutines, rounds);
+        return sem;
+    });
 }
-BENCHMARK(tame_contended)
-    ->ArgNames({"coroutines", "threads"})
-    ->Args({64, 1})
-    ->Args({1000, 1})
-    ->Args({64, 2})
-    ->Args({1000, 2})
-    ->Unit(benchmark::kMillisecond)
-    ->UseRealTime();
+BENCHMARK(tame_contended)->Apply(contended_args);
 
 void channel_contended(benchmark::State& state)
 {
-    const int coroutines = static_cast<int>(state.range(0));
-    const int threads = static_cast<int>(state.range(1));
-    const int rounds = acquisitions_per_run / coroutines;
-    for (auto _ : state) {
-        asio::io_context io{threads};
+    run_contended(state, [](asio::io_context& io, int coroutines, int rounds) {
         // A channel is not thread-safe: on two threads its users share a strand.
         auto strand = asio::make_strand(io);
-        token_channel tokens{strand, permits};
+        auto tokens = std::make_unique<token_channel>(strand, permits);
         for (int i = 0; i < coroutines; ++i) {
-            asio::co_spawn(strand, channel_worker(tokens, rounds), asio::detached);
+            asio::co_spawn(strand, channel_worker(*tokens, rounds), asio::detached);
         }
-        run_threads(io, threads);
-    }
-    report(state, coroutines, rounds);
+        return tokens;
+    });
 }
-BENCHMARK(channel_contended)
-    ->ArgNames({"coroutines", "threads"})
-    ->Args({64, 1})
-    ->Args({1000, 1})
-    ->Args({64, 2})
-    ->Args({1000, 2})
-    ->Unit(benchmark::kMillisecond)
-    ->UseRealTime();
+BENCHMARK(channel_contended)->Apply(contended_args);
+
+void post_only_baseline(benchmark::State& state)
+{
+    run_contended(state, [](asio::io_context& io, int coroutines, int rounds) {
+        for (int i = 0; i < coroutines; ++i) {
+            asio::co_spawn(io, post_only_worker(rounds), asio::detached);
+        }
+        return 0; // nothing shared
+    });
+}
+BENCHMARK(post_only_baseline)->Apply(contended_args);
 
 // ---- (d) memory per waiting coroutine ------------------------------------------
 

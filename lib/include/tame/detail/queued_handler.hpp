@@ -3,6 +3,7 @@
 #include <tame/detail/config.hpp>
 #include <tame/detail/recycling_allocator.hpp>
 
+#include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/associated_allocator.hpp>
 #include <boost/asio/associated_cancellation_slot.hpp>
 #include <boost/asio/associated_executor.hpp>
@@ -10,6 +11,7 @@
 #include <boost/asio/execution/blocking.hpp>
 #include <boost/asio/execution/outstanding_work.hpp>
 #include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/prefer.hpp>
 #include <boost/asio/require.hpp>
@@ -18,6 +20,7 @@
 #include <tuple>
 #include <type_traits>
 #include <utility>
+#include <variant>
 
 namespace tame::detail {
 
@@ -63,6 +66,44 @@ public:
 
 private:
     asio::executor_work_guard<Executor> guard_;
+};
+
+/// The common case: a coroutine's any_io_executor that wraps an io_context's
+/// executor. Keeping the concrete executor lets both the preparation (when the
+/// handler is queued) and the completion skip the type-erased conversions of
+/// any_io_executor, which cost more than the rest of a wake-up.
+template <>
+class completion_executor<asio::any_io_executor> {
+    using io_executor = std::decay_t<decltype(asio::prefer(
+        asio::require(std::declval<const asio::io_context::executor_type&>(),
+                      asio::execution::blocking.never),
+        asio::execution::outstanding_work.tracked))>;
+
+public:
+    explicit completion_executor(const asio::any_io_executor& ex) : ex_{prepare(ex)} {}
+
+    template <class Function>
+    void post(Function&& f) const
+    {
+        if (const auto* io = std::get_if<io_executor>(&ex_)) {
+            io->execute(std::forward<Function>(f));
+        } else {
+            std::get<asio::any_io_executor>(ex_).execute(std::forward<Function>(f));
+        }
+    }
+
+private:
+    static std::variant<io_executor, asio::any_io_executor> prepare(const asio::any_io_executor& ex)
+    {
+        if (const auto* io = ex.target<asio::io_context::executor_type>()) {
+            return asio::prefer(asio::require(*io, asio::execution::blocking.never),
+                                asio::execution::outstanding_work.tracked);
+        }
+        return asio::prefer(asio::require(ex, asio::execution::blocking.never),
+                            asio::execution::outstanding_work.tracked);
+    }
+
+    std::variant<io_executor, asio::any_io_executor> ex_;
 };
 
 /// A completion handler parked in a queue until its operation's outcome is known.

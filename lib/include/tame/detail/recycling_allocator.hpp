@@ -35,7 +35,7 @@ public:
                 return;
             }
         }
-        ::operator delete(block, rounded);
+        ::operator delete(block);
     }
 
 private:
@@ -54,7 +54,7 @@ private:
         {
             for (entry& e : entries) {
                 if (e.size != 0) {
-                    ::operator delete(e.block, e.size);
+                    ::operator delete(e.block);
                 }
             }
         }
