@@ -180,7 +180,7 @@ void run_contended(benchmark::State& state, SpawnAll spawn_all)
     const int rounds = acquisitions_per_run / coroutines;
     for (auto _ : state) {
         asio::io_context io{threads};
-        auto shared = spawn_all(io, coroutines, rounds);
+        [[maybe_unused]] auto shared = spawn_all(io, coroutines, rounds);
         run_threads(io, threads);
     }
     const auto ops = static_cast<double>(coroutines) * rounds;
