@@ -119,6 +119,7 @@ void semaphore_state::set_capacity(std::size_t capacity)
             debt_ += old_capacity - capacity;
             // Until the debt is paid, releases must come through the lock to pay it.
             word_.fetch_or(slow_path, std::memory_order_acq_rel);
+            fail_larger_than_locked(capacity, ready);
         }
         capacity_.store(capacity);
         dispatch_locked(ready);
@@ -208,18 +209,9 @@ void semaphore_state::dispatch_locked(intrusive_list<semaphore_waiter>& ready) n
         free -= paid;
     }
 
-    const std::size_t capacity = capacity_.load();
     std::chrono::steady_clock::time_point now{};
     while (!queue_.empty() && debt_ == 0) {
         semaphore_waiter& head = queue_.front();
-        if (head.permits > capacity) {
-            // A shrink left the head asking for more than can ever be free;
-            // failing it keeps it from blocking everyone behind it for good.
-            unqueue_locked(head);
-            head.outcome = acquire_outcome::invalid;
-            ready.push_back(head);
-            continue;
-        }
         if (head.permits > free) {
             break;
         }
@@ -240,6 +232,26 @@ void semaphore_state::dispatch_locked(intrusive_list<semaphore_waiter>& ready) n
     if (queue_.empty() && debt_ == 0 && !closed_) {
         word_.fetch_and(~slow_path, std::memory_order_acq_rel);
     }
+}
+
+void semaphore_state::fail_larger_than_locked(std::size_t capacity,
+                                              intrusive_list<semaphore_waiter>& ready) noexcept
+{
+    // These waiters can never be granted; failing them now, rather than when
+    // they reach the head, keeps them from blocking everyone behind them.
+    intrusive_list<semaphore_waiter> kept;
+    while (!queue_.empty()) {
+        semaphore_waiter& waiter = queue_.pop_front();
+        if (waiter.permits > capacity) {
+            waiter.queued = false;
+            --waiting_;
+            waiter.outcome = acquire_outcome::invalid;
+            ready.push_back(waiter);
+        } else {
+            kept.push_back(waiter);
+        }
+    }
+    queue_.splice_back(kept);
 }
 
 void semaphore_state::finish(intrusive_list<semaphore_waiter>& ready) noexcept

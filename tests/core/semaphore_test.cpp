@@ -18,6 +18,7 @@
 #include <catch2/catch.hpp>
 
 #include <memory>
+#include <new>
 #include <random>
 #include <stdexcept>
 #include <type_traits>
@@ -290,12 +291,85 @@ TEST_CASE("a completed acquire leaves nothing in its cancellation slot", "[core]
     tame::async_semaphore sem{io, 1};
     asio::cancellation_signal signal;
     acquire_result result;
+    auto acquire = [&] {
+        sem.async_acquire(asio::bind_cancellation_slot(signal.slot(), record(result)));
+    };
 
-    sem.async_acquire(asio::bind_cancellation_slot(signal.slot(), record(result)));
-    io.poll();
+    SECTION("granted at once")
+    {
+        acquire();
+        io.poll();
+        CHECK(result.permit);
+    }
+    SECTION("granted after waiting")
+    {
+        auto held = sem.try_acquire();
+        acquire();
+        io.poll();
+        held.release();
+        io.poll();
+        CHECK(result.permit);
+    }
+    SECTION("cancelled")
+    {
+        auto held = sem.try_acquire();
+        acquire();
+        signal.emit(asio::cancellation_type::total);
+        io.poll();
+        CHECK(result.ec == asio::error::operation_aborted);
+    }
+    SECTION("failed by close")
+    {
+        auto held = sem.try_acquire();
+        acquire();
+        sem.close();
+        io.poll();
+        CHECK(result.ec == tame::errc::closed);
+    }
 
-    CHECK(result.permit);
+    CHECK(result.completions == 1);
     CHECK_FALSE(signal.slot().has_handler());
+}
+
+namespace {
+
+/// A cancellation slot whose emplace() fails, as when memory runs out.
+struct throwing_slot {
+    bool is_connected() const noexcept { return true; }
+
+    template <class Handler, class... Args>
+    Handler& emplace(Args&&...)
+    {
+        throw std::bad_alloc{};
+    }
+
+    void clear() noexcept {}
+};
+
+struct handler_with_throwing_slot {
+    int* calls;
+
+    void operator()(error_code, tame::permit) const { ++*calls; }
+
+    using cancellation_slot_type = throwing_slot;
+    throwing_slot get_cancellation_slot() const noexcept { return {}; }
+};
+
+} // namespace
+
+TEST_CASE("an acquire whose setup throws leaves nothing behind", "[core][semaphore]")
+{
+    asio::io_context io;
+    tame::async_semaphore sem{io, 1};
+    int calls = 0;
+
+    CHECK_THROWS_AS(sem.async_acquire(handler_with_throwing_slot{&calls}), std::bad_alloc);
+    io.poll(); // no work was left behind: this returns, and the io_context stops
+
+    CHECK(io.stopped());
+    CHECK(calls == 0);
+    CHECK(sem.waiting() == 0);
+    CHECK(sem.available() == 1);
 }
 
 TEST_CASE("random acquire, cancel and release steps never lose a permit", "[core][semaphore]")
@@ -315,7 +389,7 @@ TEST_CASE("random acquire, cancel and release steps never lose a permit", "[core
                                              asio::cancellation_type::total};
 
     for (int step = 0; step < 5000; ++step) {
-        switch (rng() % 6) {
+        switch (rng() % 7) {
         case 0:
         case 1: {
             auto& op = ops.emplace_back(std::make_unique<pending>());
@@ -340,6 +414,9 @@ TEST_CASE("random acquire, cancel and release steps never lose a permit", "[core
                 held.push_back(std::move(p));
             }
             break;
+        case 5:
+            sem.set_capacity(1 + rng() % capacity);
+            break;
         default:
             io.poll();
             io.restart();
@@ -356,6 +433,7 @@ TEST_CASE("random acquire, cancel and release steps never lose a permit", "[core
         op->signal.emit(asio::cancellation_type::terminal);
     }
     held.clear();
+    sem.set_capacity(capacity);
     io.poll();
     for (auto& op : ops) {
         op->result.permit.release();
@@ -365,7 +443,7 @@ TEST_CASE("random acquire, cancel and release steps never lose a permit", "[core
         CHECK(op->result.completions == 1);
     }
     CHECK(sem.waiting() == 0);
-    CHECK(sem.available() == sem.capacity());
+    CHECK(sem.available() == capacity);
 }
 
 TEST_CASE("close completes the current waiters with closed", "[core][semaphore]")
@@ -489,6 +567,23 @@ TEST_CASE("a shrink below a waiter's request fails that waiter with invalid_argu
 
     CHECK(large.ec == asio::error::invalid_argument);
     CHECK(small.permit.count() == 1);
+}
+
+TEST_CASE("a shrink fails at once the waiters that could never be granted",
+          "[core][semaphore]")
+{
+    asio::io_context io;
+    tame::async_semaphore sem{io, 4};
+    auto held = sem.try_acquire(4);
+    acquire_result too_large;
+    sem.async_acquire(3, record(too_large));
+    io.poll();
+
+    sem.set_capacity(2); // all four are held, so the shrink stays owed
+    io.poll();
+
+    CHECK(too_large.ec == asio::error::invalid_argument);
+    CHECK(sem.waiting() == 0);
 }
 
 TEST_CASE("destroying the semaphore aborts its waiters", "[core][semaphore]")

@@ -55,6 +55,9 @@ inline std::tuple<error_code, permit> take_result(semaphore_waiter& waiter) noex
 /// than are free holds back those behind it, so large requests never starve.
 /// Permits come as a move-only tame::permit that gives them back when destroyed.
 ///
+/// Running out of memory while scheduling a completion terminates the program,
+/// as it does inside Asio's own schedulers.
+///
 /// Destroying the semaphore completes its waiters with
 /// `asio::error::operation_aborted`; it must happen before the execution contexts
 /// of those waiters are destroyed (declare the io_context first). Permits may
@@ -115,7 +118,8 @@ public:
     /// the waiters behind it through; it leaves no trace. A cancellation that
     /// arrives after the permits were granted is too late: the acquire succeeds
     /// and the permit goes back when the caller drops it. Emit on the handler's
-    /// executor, as for any Asio operation.
+    /// executor, as for any Asio operation (on an io_context run by several
+    /// threads: on the handler's strand).
     ///
     /// The handler runs on its associated executor (by default the semaphore's),
     /// never inside this call, and counts as outstanding work there while it waits.
@@ -204,10 +208,15 @@ private:
                                        executor_type>;
             auto& waiter = waiter_type::create(std::forward<Handler>(handler),
                                                self->executor_, self->state_, n);
-            // Before start(): once queued, a release on another thread may
-            // complete the waiter at any moment.
-            waiter.template install_canceller<canceller>(&waiter);
-            self->state_->start(waiter);
+            try {
+                // Before start(): once queued, a release on another thread may
+                // complete the waiter at any moment.
+                waiter.template install_canceller<canceller>(&waiter);
+                self->state_->start(waiter);
+            } catch (...) {
+                waiter.abandon(); // not queued: nobody else knows of it
+                throw;
+            }
         }
     };
 

@@ -120,8 +120,13 @@ private:
                                                        std::decay_t<Handler>, executor_type>;
             auto& waiter =
                 waiter_type::create(std::forward<Handler>(handler), self->executor_, self->state_);
-            waiter.template install_canceller<canceller>(&waiter);
-            self->state_->start(waiter);
+            try {
+                waiter.template install_canceller<canceller>(&waiter);
+                self->state_->start(waiter);
+            } catch (...) {
+                waiter.abandon(); // not queued: nobody else knows of it
+                throw;
+            }
         }
     };
 

@@ -154,7 +154,18 @@ public:
         }
     }
 
-    void complete() override { executor_.post(invoker{this}); }
+    /// Destroys an element whose operation failed to start (its setup threw);
+    /// the handler is destroyed without being invoked.
+    void abandon() noexcept { destroy(); }
+
+    void complete() override
+    {
+        // The posted invoker may run, and destroy this element, before execute()
+        // returns: post through a local executor, never through a member. The
+        // queued function now holds the work that the member held.
+        auto executor = std::move(executor_);
+        executor.post(invoker{this});
+    }
 
 private:
     /// The posted function object; it owns the element until it runs.

@@ -16,6 +16,9 @@ public:
     static void* allocate(std::size_t size)
     {
         const std::size_t rounded = round(size);
+        if (finished) {
+            return ::operator new(rounded);
+        }
         for (entry& e : local().entries) {
             if (e.size == rounded) {
                 e.size = 0;
@@ -28,6 +31,10 @@ public:
     static void deallocate(void* block, std::size_t size) noexcept
     {
         const std::size_t rounded = round(size);
+        if (finished) {
+            ::operator delete(block);
+            return;
+        }
         for (entry& e : local().entries) {
             if (e.size == 0) {
                 e.block = block;
@@ -52,13 +59,20 @@ private:
         cache& operator=(const cache&) = delete;
         ~cache()
         {
+            finished = true;
             for (entry& e : entries) {
                 if (e.size != 0) {
                     ::operator delete(e.block);
+                    e.size = 0;
                 }
             }
         }
     };
+
+    // Set once this thread's cache is destroyed: an operation destroyed later
+    // during thread exit (say, by a static io_context) must not use it. Being
+    // trivially destructible, the flag itself outlives the cache.
+    static inline thread_local bool finished = false;
 
     static std::size_t round(std::size_t size) noexcept { return (size + 15) & ~std::size_t{15}; }
 

@@ -192,6 +192,8 @@ private:
     void enqueue_locked(semaphore_waiter& waiter);
     void unqueue_locked(semaphore_waiter& waiter) noexcept;
     void dispatch_locked(intrusive_list<semaphore_waiter>& ready) noexcept;
+    void fail_larger_than_locked(std::size_t capacity,
+                                 intrusive_list<semaphore_waiter>& ready) noexcept;
     void finish(intrusive_list<semaphore_waiter>& ready) noexcept;
 
     std::atomic<std::uint64_t> word_;
