@@ -2,6 +2,7 @@
 #include <tame/semaphore_stats.hpp>
 
 #include <algorithm>
+#include <stdexcept>
 
 namespace tame::detail {
 semaphore_ref semaphore_ref::make(std::size_t capacity)
@@ -21,11 +22,21 @@ semaphore_state::~semaphore_state()
     BOOST_ASSERT(queue_.empty());
 }
 
+void semaphore_state::add_ref()
+{
+    std::uint64_t word = word_.load(std::memory_order_relaxed);
+    do {
+        if (refs_of(word) == max_references) {
+            throw std::length_error{"tame::async_semaphore: too many permits and waiters"};
+        }
+    } while (!word_.compare_exchange_weak(word, word + ref_one, std::memory_order_relaxed));
+}
+
 void semaphore_state::drop_ref() noexcept
 {
     const std::uint64_t before = word_.fetch_sub(ref_one, std::memory_order_acq_rel);
-    BOOST_ASSERT((before >> ref_shift) > 0);
-    if ((before >> ref_shift) == 1) {
+    BOOST_ASSERT(refs_of(before) > 0);
+    if (refs_of(before) == 1) {
         delete this;
     }
 }
@@ -143,7 +154,8 @@ semaphore_stats semaphore_state::stats() const
 {
     std::lock_guard lock{mutex_};
     semaphore_stats s;
-    s.acquired = acquired_.load(std::memory_order_relaxed);
+    s.acquired = acquired_.load(std::memory_order_relaxed) +
+                 tally_of(word_.load(std::memory_order_relaxed));
     s.waited = waited_;
     s.cancelled = cancelled_;
     s.max_waiting = max_waiting_;
@@ -162,8 +174,8 @@ bool semaphore_state::take_or_raise_flag_locked(std::size_t n) noexcept
             return false; // a shrink is still owed: wait behind it
         }
         if (free_of(word) >= n) {
-            if (word_.compare_exchange_weak(word,
-                                            word - (std::uint64_t{n} << free_shift) + ref_one,
+            // No reference is taken: the waiter's own goes to its permit.
+            if (word_.compare_exchange_weak(word, word - (std::uint64_t{n} << free_shift),
                                             std::memory_order_acquire,
                                             std::memory_order_relaxed)) {
                 acquired_.fetch_add(1, std::memory_order_relaxed);
@@ -215,9 +227,8 @@ void semaphore_state::dispatch_locked(intrusive_list<semaphore_waiter>& ready) n
         if (head.permits > free) {
             break;
         }
-        // Take the permits and, in the same step, a reference for their permit.
-        word_.fetch_add(ref_one - (std::uint64_t{head.permits} << free_shift),
-                        std::memory_order_acq_rel);
+        // The waiter's own reference will go to its permit.
+        word_.fetch_sub(std::uint64_t{head.permits} << free_shift, std::memory_order_acq_rel);
         free -= head.permits;
         unqueue_locked(head);
         if (now == std::chrono::steady_clock::time_point{}) {

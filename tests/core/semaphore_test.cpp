@@ -826,3 +826,19 @@ TEST_CASE("stats count acquisitions, waits, cancellations and the most waiters",
     CHECK(stats.max_waiting == 2);
     CHECK(stats.total_wait.count() > 0);
 }
+
+TEST_CASE("stats count every acquisition, including thousands without waiting",
+          "[core][semaphore]")
+{
+    asio::io_context io;
+    tame::async_semaphore sem{io, 2};
+
+    // Fast acquisitions are tallied in batches of 256; the count must stay exact.
+    for (int i = 0; i < 1000; ++i) {
+        auto a = sem.try_acquire();
+        auto b = sem.try_acquire();
+    }
+
+    CHECK(sem.stats().acquired == 2000);
+    CHECK(sem.available() == 2);
+}

@@ -2,6 +2,8 @@
 
 #include <tame/detail/semaphore_state.hpp>
 
+#include <boost/config.hpp>
+
 #include <cstddef>
 #include <utility>
 
@@ -19,7 +21,7 @@ public:
     /// An empty permit, holding nothing.
     permit() noexcept = default;
 
-    permit(permit&& other) noexcept
+    BOOST_FORCEINLINE permit(permit&& other) noexcept
         : state_{std::exchange(other.state_, nullptr)}, count_{std::exchange(other.count_, 0)}
     {
     }
@@ -34,7 +36,7 @@ public:
         return *this;
     }
 
-    ~permit() { release(); }
+    BOOST_FORCEINLINE ~permit() { release(); }
 
     /// How many permits are held; 0 when empty.
     std::size_t count() const noexcept { return count_; }
@@ -43,7 +45,7 @@ public:
     explicit operator bool() const noexcept { return state_ != nullptr; }
 
     /// Gives the permits back now, waking waiters in order; the permit becomes empty.
-    void release() noexcept
+    BOOST_FORCEINLINE void release() noexcept
     {
         if (state_ != nullptr) {
             std::exchange(state_, nullptr)->give_back(std::exchange(count_, 0));

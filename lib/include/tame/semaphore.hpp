@@ -16,6 +16,7 @@
 #include <boost/asio/execution_context.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/assert.hpp>
+#include <boost/config.hpp>
 
 #include <cstddef>
 #include <cstdint>
@@ -32,7 +33,8 @@ inline std::tuple<error_code, permit> take_result(semaphore_waiter& waiter) noex
 {
     switch (waiter.outcome) {
     case acquire_outcome::granted:
-        return {error_code{}, waiter.owner->adopt_permit(waiter.permits)};
+        // The permit takes over the waiter's reference to the state.
+        return {error_code{}, waiter.owner.release()->adopt_permit(waiter.permits)};
     case acquire_outcome::closed:
         return {errc::closed, permit{}};
     case acquire_outcome::invalid:
@@ -149,20 +151,22 @@ public:
     ///
     /// The free permits are taken when acquire() is called, so co_await its
     /// result at once (as in the line above).
-    asio::awaitable<permit> acquire(std::size_t n = 1)
+    BOOST_FORCEINLINE asio::awaitable<permit> acquire(std::size_t n = 1)
     {
         // Not a coroutine itself: when it must wait, the caller awaits Asio's own
         // use_awaitable operation directly, one coroutine frame fewer per wait.
+        // Forced inline, with the waiting path out of line, so that a free permit
+        // costs what awaiting any nested awaitable costs, in every caller.
         if (permit granted = try_acquire(n)) {
             return detail::ready_awaitable(std::move(granted));
         }
-        return async_acquire(n, asio::use_awaitable);
+        return wait_for(n);
     }
 
     /// Takes `n` permits if they are free and nobody waits; an empty permit
     /// otherwise (also when closed, or when `n` is 0 or above the capacity). Never
     /// waits, never overtakes a waiter. Lock-free.
-    permit try_acquire(std::size_t n = 1) noexcept
+    BOOST_FORCEINLINE permit try_acquire(std::size_t n = 1) noexcept
     {
         BOOST_ASSERT(state_);
         if (n != 0 && state_->try_take(n)) {
@@ -233,6 +237,12 @@ private:
             }
         }
     };
+
+    /// acquire()'s slow path, kept out of line so that the fast path stays small.
+    BOOST_NOINLINE asio::awaitable<permit> wait_for(std::size_t n)
+    {
+        return async_acquire(n, asio::use_awaitable);
+    }
 
     static std::size_t checked(std::size_t permits)
     {

@@ -202,6 +202,9 @@ private:
 
     void invoke()
     {
+        // First, while nothing else runs here: take_result() may hand the
+        // element's resources (a state reference) to the result.
+        slot_.clear();
         Handler handler{std::move(handler_)};
         auto result = take_result(static_cast<Base&>(*this));
         destroy();
@@ -211,6 +214,7 @@ private:
     void discard() noexcept
     {
         // The result is dropped with the element: a permit in it is given back.
+        slot_.clear();
         static_cast<void>(take_result(static_cast<Base&>(*this)));
         destroy();
     }

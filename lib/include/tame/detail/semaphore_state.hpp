@@ -3,6 +3,7 @@
 #include <tame/detail/intrusive_list.hpp>
 
 #include <boost/assert.hpp>
+#include <boost/config.hpp>
 
 #include <atomic>
 #include <chrono>
@@ -26,8 +27,8 @@ class semaphore_state;
 class semaphore_ref {
 public:
     semaphore_ref() noexcept = default;
-    explicit semaphore_ref(semaphore_state& state) noexcept;
-    semaphore_ref(const semaphore_ref& other) noexcept;
+    /// Throws std::length_error when the state has max_references already.
+    semaphore_ref(const semaphore_ref& other);
     semaphore_ref(semaphore_ref&& other) noexcept : state_{std::exchange(other.state_, nullptr)}
     {
     }
@@ -42,6 +43,9 @@ public:
     semaphore_state* operator->() const noexcept { return state_; }
     explicit operator bool() const noexcept { return state_ != nullptr; }
 
+    /// Gives up the reference without dropping it, for a permit to adopt.
+    semaphore_state* release() noexcept { return std::exchange(state_, nullptr); }
+
     /// A state with `capacity` free permits, owned by the returned reference.
     static semaphore_ref make(std::size_t capacity);
 
@@ -55,7 +59,7 @@ private:
 /// How a queued acquire ended; decided under the state's lock.
 enum class acquire_outcome : unsigned char {
     pending,
-    granted,   // the permits and a reference for their permit were taken
+    granted,   // the permits were taken; the waiter's reference goes to the permit
     cancelled, // asio::error::operation_aborted, through the cancellation slot
     aborted,   // asio::error::operation_aborted, the semaphore was destroyed
     closed,    // tame::errc::closed
@@ -75,8 +79,8 @@ public:
     virtual void complete() = 0;
 
     /// Keeps the state (its mutex, for the canceller) alive until the handler
-    /// has been invoked or destroyed.
-    const semaphore_ref owner;
+    /// has been invoked or destroyed; a granted permit takes it over.
+    semaphore_ref owner;
     const std::size_t permits;
 
     // Written under the owner's mutex; read by the handler after complete().
@@ -91,39 +95,47 @@ protected:
 /// The shared state of an async_semaphore and its permits.
 ///
 /// One atomic word holds the free permits, the number of references to the state
-/// (the semaphore, each permit, each queued waiter) and a "slow path" flag. While
-/// nobody waits, nothing is owed to a shrink and the semaphore is open, the flag
-/// is clear: acquiring and releasing are then one compare-and-swap each, without
-/// the mutex, and that same operation counts the permit's reference. Otherwise
-/// try_take() fails (it must not overtake a waiter) and releases take the mutex to
-/// hand the freed permits to the queue in order. Counting the permits' references
-/// is what lets a permit outlive its semaphore: the last reference frees the state.
+/// (the semaphore, each permit, each queued waiter), a tally of recent fast
+/// acquisitions and a "slow path" flag. While nobody waits, nothing is owed to a
+/// shrink and the semaphore is open, the flag is clear: acquiring and releasing
+/// are then one compare-and-swap each, without the mutex, and that same operation
+/// counts the permit's reference and the acquisition. Otherwise try_take() fails
+/// (it must not overtake a waiter) and releases take the mutex to hand the freed
+/// permits to the queue in order. Counting the permits' references is what lets a
+/// permit outlive its semaphore: the last reference frees the state.
 class semaphore_state {
 public:
     /// Capacities above this would not fit the atomic word.
     static constexpr std::size_t max_capacity = (std::uint64_t{1} << 31) - 1;
+    /// Permits and queued waiters that may exist at once, plus the semaphore.
+    static constexpr std::size_t max_references = (std::uint64_t{1} << 24) - 1;
 
     semaphore_state(const semaphore_state&) = delete;
     semaphore_state& operator=(const semaphore_state&) = delete;
 
     /// Takes `n` free permits, and a reference for their permit, unless that
     /// would overtake a waiter.
-    bool try_take(std::size_t n) noexcept
+    BOOST_FORCEINLINE bool try_take(std::size_t n) noexcept
     {
         std::uint64_t word = word_.load(std::memory_order_relaxed);
         do {
-            if ((word & slow_path) != 0 || free_of(word) < n) {
+            if ((word & slow_path) != 0 || free_of(word) < n ||
+                refs_of(word) == max_references) {
                 return false;
             }
-        } while (!word_.compare_exchange_weak(word, word - (std::uint64_t{n} << free_shift) + ref_one,
-                                              std::memory_order_acquire,
-                                              std::memory_order_relaxed));
-        acquired_.fetch_add(1, std::memory_order_relaxed);
+            // The tally is the top field: from 255 it wraps to 0, losing the
+            // carry, and the thread that wrapped it moves 256 to acquired_.
+        } while (!word_.compare_exchange_weak(
+            word, word - (std::uint64_t{n} << free_shift) + ref_one + tally_one,
+            std::memory_order_acquire, std::memory_order_relaxed));
+        if (tally_of(word) == tally_mask) {
+            acquired_.fetch_add(tally_mask + 1, std::memory_order_relaxed);
+        }
         return true;
     }
 
     /// Returns `n` permits and their permit's reference.
-    void give_back(std::size_t n) noexcept
+    BOOST_FORCEINLINE void give_back(std::size_t n) noexcept
     {
         std::uint64_t word = word_.load(std::memory_order_relaxed);
         while ((word & slow_path) == 0) {
@@ -162,30 +174,39 @@ public:
     bool is_closed() const;
     semaphore_stats stats() const;
 
-    /// A permit for `n` permits that adopts a reference already taken (by
-    /// try_take() or by granting a waiter). Defined in permit.hpp.
+    /// A permit for `n` permits that adopts a reference already held: the one
+    /// try_take() took, or the granted waiter's. Defined in permit.hpp.
     permit adopt_permit(std::size_t n) noexcept;
 
 private:
     friend class semaphore_ref;
 
-    // The word: bit 0 the slow-path flag, bits 1-31 the free permits (up to
-    // max_capacity, even while a shrink is being paid), bits 32-63 the references.
+    // The word: bit 0 the slow-path flag; bits 1-31 the free permits (up to
+    // max_capacity, even while a shrink is being paid); bits 32-55 the
+    // references; bits 56-63 the tally of fast acquisitions not yet in acquired_.
     static constexpr std::uint64_t slow_path = 1;
     static constexpr unsigned free_shift = 1;
     static constexpr std::uint64_t free_mask = max_capacity;
     static constexpr unsigned ref_shift = 32;
     static constexpr std::uint64_t ref_one = std::uint64_t{1} << ref_shift;
+    static constexpr unsigned tally_shift = 56;
+    static constexpr std::uint64_t tally_one = std::uint64_t{1} << tally_shift;
+    static constexpr std::uint64_t tally_mask = 0xff;
 
     static std::uint64_t free_of(std::uint64_t word) noexcept
     {
         return (word >> free_shift) & free_mask;
     }
+    static std::uint64_t refs_of(std::uint64_t word) noexcept
+    {
+        return (word >> ref_shift) & max_references;
+    }
+    static std::uint64_t tally_of(std::uint64_t word) noexcept { return word >> tally_shift; }
 
     explicit semaphore_state(std::size_t capacity) noexcept;
     ~semaphore_state();
 
-    void add_ref() noexcept { word_.fetch_add(ref_one, std::memory_order_relaxed); }
+    void add_ref();
     void drop_ref() noexcept;
     void give_back_slow(std::size_t n) noexcept;
     bool take_or_raise_flag_locked(std::size_t n) noexcept;
@@ -197,7 +218,7 @@ private:
     void finish(intrusive_list<semaphore_waiter>& ready) noexcept;
 
     std::atomic<std::uint64_t> word_;
-    std::atomic<std::uint64_t> acquired_{0};
+    std::atomic<std::uint64_t> acquired_{0}; // plus the tally in word_
     std::atomic<std::size_t> capacity_;
 
     mutable std::mutex mutex_;
@@ -211,12 +232,7 @@ private:
     std::chrono::steady_clock::duration total_wait_{};
 };
 
-inline semaphore_ref::semaphore_ref(semaphore_state& state) noexcept : state_{&state}
-{
-    state_->add_ref();
-}
-
-inline semaphore_ref::semaphore_ref(const semaphore_ref& other) noexcept : state_{other.state_}
+inline semaphore_ref::semaphore_ref(const semaphore_ref& other) : state_{other.state_}
 {
     if (state_ != nullptr) {
         state_->add_ref();
