@@ -57,8 +57,10 @@ inline std::tuple<error_code, permit> take_result(semaphore_waiter& waiter) noex
 /// than are free holds back those behind it, so large requests never starve.
 /// Permits come as a move-only tame::permit that gives them back when destroyed.
 ///
-/// Running out of memory while scheduling a completion terminates the program,
-/// as it does inside Asio's own schedulers.
+/// Limits: a capacity of 1 to max_capacity (2^31 - 1); up to 2^24 - 1 permits and
+/// waiters in existence at once, beyond which try_acquire() refuses and a new
+/// waiter throws std::length_error. Running out of memory while scheduling a
+/// completion terminates the program, as it does inside Asio's own schedulers.
 ///
 /// Destroying the semaphore completes its waiters with
 /// `asio::error::operation_aborted`; it must happen before the execution contexts
