@@ -212,17 +212,11 @@ private:
             using waiter_type =
                 detail::queued_handler<detail::semaphore_waiter, std::decay_t<Handler>,
                                        executor_type>;
-            auto& waiter = waiter_type::create(std::forward<Handler>(handler),
-                                               self->executor_, self->state_, n);
-            try {
-                // Before start(): once queued, a release on another thread may
-                // complete the waiter at any moment.
-                waiter.template install_canceller<canceller>(&waiter);
-                self->state_->start(waiter);
-            } catch (...) {
-                waiter.abandon(); // not queued: nobody else knows of it
-                throw;
-            }
+            detail::semaphore_state* state = self->state_.get();
+            waiter_type::template launch<canceller>(
+                std::forward<Handler>(handler), self->executor_,
+                [state](detail::semaphore_waiter& waiter) { state->start(waiter); },
+                self->state_, n);
         }
     };
 

@@ -118,15 +118,11 @@ private:
         {
             using waiter_type = detail::queued_handler<detail::wait_group_waiter,
                                                        std::decay_t<Handler>, executor_type>;
-            auto& waiter =
-                waiter_type::create(std::forward<Handler>(handler), self->executor_, self->state_);
-            try {
-                waiter.template install_canceller<canceller>(&waiter);
-                self->state_->start(waiter);
-            } catch (...) {
-                waiter.abandon(); // not queued: nobody else knows of it
-                throw;
-            }
+            auto& state = *self->state_;
+            waiter_type::template launch<canceller>(
+                std::forward<Handler>(handler), self->executor_,
+                [&state](detail::wait_group_waiter& waiter) { state.start(waiter); },
+                self->state_);
         }
     };
 

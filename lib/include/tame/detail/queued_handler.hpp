@@ -125,6 +125,41 @@ class queued_handler final : public Base {
     using handler_executor = asio::associated_executor_t<Handler, IoExecutor>;
 
 public:
+    /// Creates an element for `handler`, installs `Canceller{&element}` in the
+    /// handler's cancellation slot (if it has one) and hands the element to
+    /// `start(Base&)`, which queues or completes it. If either step throws, the
+    /// element is destroyed unposted and the exception propagates.
+    ///
+    /// The slot is hooked first, before the element becomes visible to other
+    /// threads: once queued, it may be completed on another thread at any moment,
+    /// and the slot belongs to the handler's executor.
+    template <class Canceller, class Start, class... BaseArgs>
+    static void launch(Handler handler, const IoExecutor& io_ex, Start&& start,
+                       BaseArgs&&... base_args)
+    {
+        queued_handler& element =
+            create(std::move(handler), io_ex, std::forward<BaseArgs>(base_args)...);
+        try {
+            if (element.slot_.is_connected()) {
+                element.slot_.template emplace<Canceller>(static_cast<Base*>(&element));
+            }
+            std::forward<Start>(start)(static_cast<Base&>(element));
+        } catch (...) {
+            element.destroy(); // not queued: nobody else knows of it
+            throw;
+        }
+    }
+
+    void complete() override
+    {
+        // The posted invoker may run, and destroy this element, before execute()
+        // returns: post through a local executor, never through a member. The
+        // queued function now holds the work that the member held.
+        auto executor = std::move(executor_);
+        executor.post(invoker{this});
+    }
+
+private:
     /// Allocates an element that owns `handler`; `base_args` construct the Base.
     template <class... BaseArgs>
     static queued_handler& create(Handler handler, const IoExecutor& io_ex,
@@ -142,32 +177,6 @@ public:
         }
     }
 
-    /// Installs `Canceller{args...}` in the handler's cancellation slot, if it has one.
-    ///
-    /// Must be called before the element becomes visible to other threads: the
-    /// slot belongs to the handler's executor and is cleared there on completion.
-    template <class Canceller, class... CancellerArgs>
-    void install_canceller(CancellerArgs&&... args)
-    {
-        if (slot_.is_connected()) {
-            slot_.template emplace<Canceller>(std::forward<CancellerArgs>(args)...);
-        }
-    }
-
-    /// Destroys an element whose operation failed to start (its setup threw);
-    /// the handler is destroyed without being invoked.
-    void abandon() noexcept { destroy(); }
-
-    void complete() override
-    {
-        // The posted invoker may run, and destroy this element, before execute()
-        // returns: post through a local executor, never through a member. The
-        // queued function now holds the work that the member held.
-        auto executor = std::move(executor_);
-        executor.post(invoker{this});
-    }
-
-private:
     /// The posted function object; it owns the element until it runs.
     class invoker {
     public:
