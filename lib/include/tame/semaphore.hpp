@@ -206,6 +206,8 @@ private:
     struct initiate_acquire {
         async_semaphore* self;
 
+        executor_type get_executor() const noexcept { return self->executor_; }
+
         template <class Handler>
         void operator()(Handler&& handler, std::size_t n) const
         {

@@ -113,6 +113,8 @@ private:
     struct initiate_wait {
         wait_group* self;
 
+        executor_type get_executor() const noexcept { return self->executor_; }
+
         template <class Handler>
         void operator()(Handler&& handler) const
         {

@@ -1,0 +1,172 @@
+#pragma once
+
+#include <tame/detail/config.hpp>
+#include <tame/detail/deadline_handler.hpp>
+#include <tame/error.hpp>
+
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/cancellation_type.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/system/system_error.hpp>
+
+#include <chrono>
+#include <exception>
+#include <optional>
+#include <type_traits>
+#include <utility>
+
+namespace tame {
+
+/// A completion token adapter that cancels an operation still running at a
+/// deadline; made by cancel_after() and cancel_at().
+///
+/// The operation's cancellation slot is bound to a signal that a timer emits at
+/// the deadline, with `type`. The operation then completes the way it does when
+/// cancelled, usually with `asio::error::operation_aborted`. A cancellation that
+/// the caller's own handler would have received (a cancelled coroutine, say) is
+/// forwarded to the operation too. When the operation completes, the timer is
+/// cancelled at once: no timer outlives its operation.
+///
+/// The timer runs on the handler's associated executor (else the initiating
+/// object's), which must run handlers one at a time — a strand, or an io_context
+/// run by one thread — as Asio requires wherever cancellation is emitted.
+template <class Token, class Clock = std::chrono::steady_clock>
+struct cancel_at_t {
+    Token token;
+    typename Clock::time_point deadline;
+    asio::cancellation_type type = asio::cancellation_type::terminal;
+    bool* expired = nullptr; // for with_deadline(): set when the deadline fired first
+};
+
+/// `token`, with its operation cancelled if it has not completed within `timeout`.
+template <class Rep, class Period, class Token>
+auto cancel_after(std::chrono::duration<Rep, Period> timeout, Token&& token)
+{
+    using clock = std::chrono::steady_clock;
+    return cancel_at_t<std::decay_t<Token>, clock>{
+        std::forward<Token>(token),
+        clock::now() + std::chrono::duration_cast<clock::duration>(timeout)};
+}
+
+/// cancel_after() with the cancellation type the timer emits.
+template <class Rep, class Period, class Token>
+auto cancel_after(std::chrono::duration<Rep, Period> timeout, asio::cancellation_type type,
+                  Token&& token)
+{
+    auto adapted = cancel_after(timeout, std::forward<Token>(token));
+    adapted.type = type;
+    return adapted;
+}
+
+/// `token`, with its operation cancelled if it has not completed by `deadline`.
+/// Any clock works that Asio's basic_waitable_timer accepts.
+template <class Clock, class Duration, class Token>
+auto cancel_at(std::chrono::time_point<Clock, Duration> deadline, Token&& token)
+{
+    return cancel_at_t<std::decay_t<Token>, Clock>{
+        std::forward<Token>(token),
+        std::chrono::time_point_cast<typename Clock::duration>(deadline)};
+}
+
+/// cancel_at() with the cancellation type the timer emits.
+template <class Clock, class Duration, class Token>
+auto cancel_at(std::chrono::time_point<Clock, Duration> deadline, asio::cancellation_type type,
+               Token&& token)
+{
+    auto adapted = cancel_at(deadline, std::forward<Token>(token));
+    adapted.type = type;
+    return adapted;
+}
+
+/// Runs `op` until `deadline`: its result or exception when it finishes first;
+/// otherwise it is cancelled (terminal) through its cancellation slot, awaited to
+/// its end, and the awaitable throws `boost::system::system_error` with
+/// `tame::errc::timed_out`, whatever the operation ended with.
+///
+/// Nothing is left running: unlike Go's `select` on `ctx.Done()`, the operation
+/// is over when this returns. A deadline that has already passed fails with
+/// timed_out without starting `op`. When deadlines nest, the earliest one wins
+/// and reports timed_out. Cancelling the caller cancels `op` and reports what
+/// `op` ends with (operation_aborted, usually).
+///
+/// `op` runs as its own coroutine on the caller's executor, which must run
+/// handlers one at a time (a strand, or an io_context run by one thread).
+template <class T, class Executor, class Clock, class Duration>
+asio::awaitable<T, Executor> with_deadline(asio::awaitable<T, Executor> op,
+                                           std::chrono::time_point<Clock, Duration> deadline)
+{
+    if (deadline <= Clock::now()) {
+        throw boost::system::system_error{errc::timed_out};
+    }
+    bool expired = false;
+    auto token = cancel_at(deadline, asio::use_awaitable_t<Executor>{});
+    token.expired = &expired;
+    auto ex = co_await asio::this_coro::executor;
+    std::exception_ptr failure;
+    // Once the deadline has fired, the operation's own outcome (even a late
+    // success) gives way to timed_out; a value it produced is dropped here, so a
+    // permit or a socket in it is released, not lost.
+    if constexpr (std::is_void_v<T>) {
+        try {
+            co_await asio::co_spawn(ex, std::move(op), std::move(token));
+        } catch (...) {
+            failure = std::current_exception();
+        }
+        if (expired) {
+            throw boost::system::system_error{errc::timed_out};
+        }
+        if (failure) {
+            std::rethrow_exception(failure);
+        }
+    } else {
+        std::optional<T> result;
+        try {
+            result.emplace(co_await asio::co_spawn(ex, std::move(op), std::move(token)));
+        } catch (...) {
+            failure = std::current_exception();
+        }
+        if (expired) {
+            throw boost::system::system_error{errc::timed_out};
+        }
+        if (failure) {
+            std::rethrow_exception(failure);
+        }
+        co_return std::move(*result);
+    }
+}
+
+/// with_deadline() at `timeout` from now.
+template <class T, class Executor, class Rep, class Period>
+asio::awaitable<T, Executor> with_timeout(asio::awaitable<T, Executor> op,
+                                          std::chrono::duration<Rep, Period> timeout)
+{
+    using clock = std::chrono::steady_clock;
+    return with_deadline(std::move(op),
+                         clock::now() + std::chrono::duration_cast<clock::duration>(timeout));
+}
+
+} // namespace tame
+
+template <class Token, class Clock, class... Signatures>
+struct boost::asio::async_result<tame::cancel_at_t<Token, Clock>, Signatures...>
+    : boost::asio::async_result<Token, Signatures...> {
+    template <class Initiation>
+    using wrapped = tame::detail::initiate_with_deadline<std::decay_t<Initiation>, Clock>;
+
+    // The return type is spelled out so that checking a token (Asio's concepts do,
+    // with an archetype initiation) does not instantiate the body.
+    template <class Initiation, class RawToken, class... Args>
+    static auto initiate(Initiation&& initiation, RawToken&& token, Args&&... args)
+        -> decltype(boost::asio::async_result<Token, Signatures...>::initiate(
+            std::declval<wrapped<Initiation>>(), std::declval<Token>(),
+            std::declval<Args>()...))
+    {
+        return boost::asio::async_result<Token, Signatures...>::initiate(
+            wrapped<Initiation>{std::forward<Initiation>(initiation), token.deadline, token.type,
+                                token.expired},
+            std::forward<RawToken>(token).token, std::forward<Args>(args)...);
+    }
+};
