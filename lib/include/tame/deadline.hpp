@@ -4,6 +4,7 @@
 #include <tame/detail/deadline_handler.hpp>
 #include <tame/error.hpp>
 
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/cancellation_type.hpp>
@@ -14,7 +15,7 @@
 
 #include <chrono>
 #include <exception>
-#include <optional>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 
@@ -102,39 +103,22 @@ asio::awaitable<T, Executor> with_deadline(asio::awaitable<T, Executor> op,
         throw boost::system::system_error{errc::timed_out};
     }
     bool expired = false;
-    auto token = cancel_at(deadline, asio::use_awaitable_t<Executor>{});
+    auto token = cancel_at(deadline, asio::as_tuple(asio::use_awaitable_t<Executor>{}));
     token.expired = &expired;
     auto ex = co_await asio::this_coro::executor;
-    std::exception_ptr failure;
+    // (exception_ptr) or (exception_ptr, T): the operation's outcome, whatever it is.
+    auto outcome = co_await asio::co_spawn(ex, std::move(op), std::move(token));
     // Once the deadline has fired, the operation's own outcome (even a late
     // success) gives way to timed_out; a value it produced is dropped here, so a
     // permit or a socket in it is released, not lost.
-    if constexpr (std::is_void_v<T>) {
-        try {
-            co_await asio::co_spawn(ex, std::move(op), std::move(token));
-        } catch (...) {
-            failure = std::current_exception();
-        }
-        if (expired) {
-            throw boost::system::system_error{errc::timed_out};
-        }
-        if (failure) {
-            std::rethrow_exception(failure);
-        }
-    } else {
-        std::optional<T> result;
-        try {
-            result.emplace(co_await asio::co_spawn(ex, std::move(op), std::move(token)));
-        } catch (...) {
-            failure = std::current_exception();
-        }
-        if (expired) {
-            throw boost::system::system_error{errc::timed_out};
-        }
-        if (failure) {
-            std::rethrow_exception(failure);
-        }
-        co_return std::move(*result);
+    if (expired) {
+        throw boost::system::system_error{errc::timed_out};
+    }
+    if (std::get<0>(outcome)) {
+        std::rethrow_exception(std::get<0>(outcome));
+    }
+    if constexpr (!std::is_void_v<T>) {
+        co_return std::move(std::get<1>(outcome));
     }
 }
 

@@ -9,7 +9,6 @@
 #include <boost/asio/basic_waitable_timer.hpp>
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/cancellation_type.hpp>
-#include <boost/asio/error.hpp>
 #include <boost/asio/wait_traits.hpp>
 
 #include <memory>
