@@ -18,9 +18,9 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
-#include <benchmark/benchmark.h>
+#include "bench_support.hpp"
 
-#include <malloc.h>
+#include <benchmark/benchmark.h>
 
 #include <chrono>
 #include <cstddef>
@@ -43,20 +43,12 @@ asio::awaitable<int> never_completes()
     co_return 0;
 }
 
-/// Runs `body()` once per benchmark iteration inside one coroutine.
+/// Awaits `body()` once per benchmark iteration on a fresh one-thread io_context.
 template <class Body>
 void in_coroutine(benchmark::State& state, Body body)
 {
     asio::io_context io{1};
-    asio::co_spawn(
-        io,
-        [&]() -> asio::awaitable<void> {
-            for (auto _ : state) {
-                co_await body();
-            }
-        },
-        asio::detached);
-    io.run();
+    tame_bench::loop_in_coroutine(state, io, body);
 }
 
 // ---- with_timeout vs || ---------------------------------------------------------
@@ -106,16 +98,10 @@ void cancel_after_acquire(benchmark::State& state)
 {
     asio::io_context io{1};
     tame::async_semaphore sem{io, 1};
-    asio::co_spawn(
-        io,
-        [&]() -> asio::awaitable<void> {
-            for (auto _ : state) {
-                auto p = co_await sem.async_acquire(tame::cancel_after(1h, asio::use_awaitable));
-                benchmark::DoNotOptimize(p);
-            }
-        },
-        asio::detached);
-    io.run();
+    tame_bench::loop_in_coroutine(state, io, [&]() -> asio::awaitable<void> {
+        auto p = co_await sem.async_acquire(tame::cancel_after(1h, asio::use_awaitable));
+        benchmark::DoNotOptimize(p);
+    });
 }
 BENCHMARK(cancel_after_acquire);
 
@@ -123,25 +109,19 @@ void hand_written_timeout_acquire(benchmark::State& state)
 {
     asio::io_context io{1};
     tame::async_semaphore sem{io, 1};
-    asio::co_spawn(
-        io,
-        [&]() -> asio::awaitable<void> {
-            for (auto _ : state) {
-                asio::cancellation_signal signal;
-                asio::steady_timer timer{io, 1h};
-                timer.async_wait([&signal](boost::system::error_code ec) {
-                    if (!ec) {
-                        signal.emit(asio::cancellation_type::terminal);
-                    }
-                });
-                auto p = co_await sem.async_acquire(
-                    asio::bind_cancellation_slot(signal.slot(), asio::use_awaitable));
-                timer.cancel();
-                benchmark::DoNotOptimize(p);
+    tame_bench::loop_in_coroutine(state, io, [&]() -> asio::awaitable<void> {
+        asio::cancellation_signal signal;
+        asio::steady_timer timer{io, 1h};
+        timer.async_wait([&signal](boost::system::error_code ec) {
+            if (!ec) {
+                signal.emit(asio::cancellation_type::terminal);
             }
-        },
-        asio::detached);
-    io.run();
+        });
+        auto p = co_await sem.async_acquire(
+            asio::bind_cancellation_slot(signal.slot(), asio::use_awaitable));
+        timer.cancel();
+        benchmark::DoNotOptimize(p);
+    });
 }
 BENCHMARK(hand_written_timeout_acquire);
 
@@ -149,26 +129,14 @@ void plain_acquire(benchmark::State& state)
 {
     asio::io_context io{1};
     tame::async_semaphore sem{io, 1};
-    asio::co_spawn(
-        io,
-        [&]() -> asio::awaitable<void> {
-            for (auto _ : state) {
-                auto p = co_await sem.async_acquire(asio::use_awaitable);
-                benchmark::DoNotOptimize(p);
-            }
-        },
-        asio::detached);
-    io.run();
+    tame_bench::loop_in_coroutine(state, io, [&]() -> asio::awaitable<void> {
+        auto p = co_await sem.async_acquire(asio::use_awaitable);
+        benchmark::DoNotOptimize(p);
+    });
 }
 BENCHMARK(plain_acquire);
 
 // ---- memory: 100k waits at once ----------------------------------------------------
-
-std::size_t heap_in_use()
-{
-    const auto info = ::mallinfo2();
-    return info.uordblks + info.hblkhd;
-}
 
 template <class Waiter>
 void memory_per_wait(benchmark::State& state, Waiter waiter)
@@ -176,12 +144,12 @@ void memory_per_wait(benchmark::State& state, Waiter waiter)
     constexpr int waits = 100'000;
     for (auto _ : state) {
         asio::io_context io{1};
-        const std::size_t before = heap_in_use();
+        const std::size_t before = tame_bench::heap_in_use();
         for (int i = 0; i < waits; ++i) {
             asio::co_spawn(io, waiter(), asio::detached);
         }
         io.poll(); // every coroutine is now waiting
-        const std::size_t after = heap_in_use();
+        const std::size_t after = tame_bench::heap_in_use();
         state.counters["bytes_per_wait"] =
             static_cast<double>(after - before) / static_cast<double>(waits);
         io.stop(); // the io_context destroys the waiting coroutines
