@@ -42,44 +42,38 @@ struct cancel_at_t {
     bool* expired = nullptr; // for with_deadline(): set when the deadline fired first
 };
 
-/// `token`, with its operation cancelled if it has not completed within `timeout`.
-template <class Rep, class Period, class Token>
-auto cancel_after(std::chrono::duration<Rep, Period> timeout, Token&& token)
-{
-    using clock = std::chrono::steady_clock;
-    return cancel_at_t<std::decay_t<Token>, clock>{
-        std::forward<Token>(token),
-        clock::now() + std::chrono::duration_cast<clock::duration>(timeout)};
-}
-
-/// cancel_after() with the cancellation type the timer emits.
-template <class Rep, class Period, class Token>
-auto cancel_after(std::chrono::duration<Rep, Period> timeout, asio::cancellation_type type,
-                  Token&& token)
-{
-    auto adapted = cancel_after(timeout, std::forward<Token>(token));
-    adapted.type = type;
-    return adapted;
-}
-
-/// `token`, with its operation cancelled if it has not completed by `deadline`.
-/// Any clock works that Asio's basic_waitable_timer accepts.
-template <class Clock, class Duration, class Token>
-auto cancel_at(std::chrono::time_point<Clock, Duration> deadline, Token&& token)
-{
-    return cancel_at_t<std::decay_t<Token>, Clock>{
-        std::forward<Token>(token),
-        std::chrono::time_point_cast<typename Clock::duration>(deadline)};
-}
-
-/// cancel_at() with the cancellation type the timer emits.
+/// `token`, with its operation cancelled (with `type`) if it has not completed by
+/// `deadline`. Any clock works that Asio's basic_waitable_timer accepts.
 template <class Clock, class Duration, class Token>
 auto cancel_at(std::chrono::time_point<Clock, Duration> deadline, asio::cancellation_type type,
                Token&& token)
 {
-    auto adapted = cancel_at(deadline, std::forward<Token>(token));
-    adapted.type = type;
-    return adapted;
+    return cancel_at_t<std::decay_t<Token>, Clock>{
+        std::forward<Token>(token), std::chrono::time_point_cast<typename Clock::duration>(deadline),
+        type};
+}
+
+/// cancel_at() with terminal cancellation.
+template <class Clock, class Duration, class Token>
+auto cancel_at(std::chrono::time_point<Clock, Duration> deadline, Token&& token)
+{
+    return cancel_at(deadline, asio::cancellation_type::terminal, std::forward<Token>(token));
+}
+
+/// `token`, with its operation cancelled (with `type`) if it has not completed
+/// within `timeout`, measured on the steady clock.
+template <class Rep, class Period, class Token>
+auto cancel_after(std::chrono::duration<Rep, Period> timeout, asio::cancellation_type type,
+                  Token&& token)
+{
+    return cancel_at(std::chrono::steady_clock::now() + timeout, type, std::forward<Token>(token));
+}
+
+/// cancel_after() with terminal cancellation.
+template <class Rep, class Period, class Token>
+auto cancel_after(std::chrono::duration<Rep, Period> timeout, Token&& token)
+{
+    return cancel_after(timeout, asio::cancellation_type::terminal, std::forward<Token>(token));
 }
 
 /// Runs `op` until `deadline`: its result or exception when it finishes first;
