@@ -36,10 +36,14 @@ namespace tame {
 /// run by one thread — as Asio requires wherever cancellation is emitted.
 template <class Token, class Clock = std::chrono::steady_clock>
 struct cancel_at_t {
+    /// The completion token being adapted.
     Token token;
+    /// When the operation is cancelled if it is still running.
     typename Clock::time_point deadline;
+    /// The cancellation type the timer emits.
     asio::cancellation_type type = asio::cancellation_type::terminal;
-    bool* expired = nullptr; // for with_deadline(): set when the deadline fired first
+    /// For with_deadline(): set when the deadline fired first; usually null.
+    bool* expired = nullptr;
 };
 
 /// `token`, with its operation cancelled (with `type`) if it has not completed by

@@ -105,6 +105,7 @@ public:
     /// Completes every waiter with `asio::error::operation_aborted`.
     ~async_semaphore() { abort_waiters(); }
 
+    /// The executor of handlers that name none of their own.
     executor_type get_executor() const noexcept { return executor_; }
 
     /// Waits until `n` permits can be granted in FIFO order, then delivers them.

@@ -74,6 +74,7 @@ public:
     /// Completes every waiter with `asio::error::operation_aborted`.
     ~wait_group() { abort_waiters(); }
 
+    /// The executor of handlers that name none of their own.
     executor_type get_executor() const noexcept { return executor_; }
 
     /// Adds `n` to the count of outstanding work.
