@@ -2,8 +2,11 @@
 
 /// Everything tame's core offers, in one include.
 
+#include <tame/cancel_source.hpp>
+#include <tame/deadline.hpp>
 #include <tame/error.hpp>
 #include <tame/permit.hpp>
 #include <tame/semaphore.hpp>
 #include <tame/semaphore_stats.hpp>
+#include <tame/task_group.hpp>
 #include <tame/wait_group.hpp>

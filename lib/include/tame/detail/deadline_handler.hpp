@@ -2,10 +2,8 @@
 
 #include <tame/detail/config.hpp>
 #include <tame/detail/recycling_allocator.hpp>
+#include <tame/detail/signalled_handler.hpp>
 
-#include <boost/asio/associated_cancellation_slot.hpp>
-#include <boost/asio/associated_executor.hpp>
-#include <boost/asio/associator.hpp>
 #include <boost/asio/basic_waitable_timer.hpp>
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/cancellation_type.hpp>
@@ -39,77 +37,15 @@ public:
     const asio::cancellation_type type;
     bool* const expired; // with_deadline() reads it; null for cancel_after()
     bool done = false;   // the operation has completed
-};
 
-/// Forwards a cancellation emitted on the caller's own slot (say, a coroutine
-/// being cancelled) to the operation, whose slot is now the deadline's signal.
-class cancellation_forwarder {
-public:
-    explicit cancellation_forwarder(asio::cancellation_signal* signal) noexcept : signal_{signal} {}
-
-    void operator()(asio::cancellation_type type) const { signal_->emit(type); }
-
-private:
-    asio::cancellation_signal* signal_;
-};
-
-/// The completion handler an operation under a deadline really receives: the
-/// caller's handler, with its executor and allocator, but with the deadline's
-/// cancellation slot. On completion it stops the timer and unhooks the caller's
-/// slot before calling the caller's handler.
-template <class Handler, class State>
-class deadline_handler {
-public:
-    using cancellation_slot_type = asio::cancellation_slot;
-
-    deadline_handler(Handler handler, std::shared_ptr<State> state)
-        : handler_{std::move(handler)},
-          state_{std::move(state)},
-          outer_slot_{asio::get_associated_cancellation_slot(handler_)}
-    {
-        if (outer_slot_.is_connected()) {
-            outer_slot_.template emplace<cancellation_forwarder>(&state_->signal);
-        }
-    }
-
-    deadline_handler(deadline_handler&& other) noexcept = default;
-    deadline_handler& operator=(deadline_handler&&) = delete;
-
-    ~deadline_handler()
-    {
-        // Destroyed without being called (its execution context shut down): the
-        // caller's slot must not keep pointing into the state.
-        if (state_) {
-            finish();
-        }
-    }
-
-    cancellation_slot_type get_cancellation_slot() const noexcept { return state_->signal.slot(); }
-
-    template <class... Args>
-    void operator()(Args&&... args)
-    {
-        finish();
-        state_.reset();
-        std::move(handler_)(std::forward<Args>(args)...);
-    }
-
-    const Handler& inner() const noexcept { return handler_; }
-
-private:
+    /// The operation has completed: stop the timer, whose handler then runs soon
+    /// and drops its reference to this state.
     void finish() noexcept
     {
-        state_->done = true;
+        done = true;
         boost::system::error_code ignored;
-        state_->timer.cancel(ignored); // its handler runs soon and drops the state
-        if (outer_slot_.is_connected()) {
-            outer_slot_.clear();
-        }
+        timer.cancel(ignored);
     }
-
-    Handler handler_;
-    std::shared_ptr<State> state_;
-    asio::associated_cancellation_slot_t<Handler> outer_slot_;
 };
 
 /// The timer's completion: on expiry, cancels the operation if it still runs.
@@ -132,21 +68,6 @@ private:
     std::shared_ptr<State> state_;
 };
 
-/// Stands in for the executor of an initiation that offers none.
-struct no_executor {
-};
-
-/// The executor an initiation offers for handlers that name none, when it has one.
-template <class Initiation>
-auto initiation_executor(const Initiation& initiation)
-{
-    if constexpr (requires { initiation.get_executor(); }) {
-        return initiation.get_executor();
-    } else {
-        return no_executor{};
-    }
-}
-
 /// Wraps an initiation so that the handler it receives runs under a deadline.
 template <class Initiation, class Clock>
 class initiate_with_deadline {
@@ -161,8 +82,7 @@ public:
     void operator()(Handler&& handler, Args&&... args)
     {
         using handler_type = std::decay_t<Handler>;
-        const auto fallback = initiation_executor(initiation_);
-        auto ex = asio::associated_executor<handler_type, decltype(fallback)>::get(handler, fallback);
+        auto ex = completion_executor_of(handler, initiation_);
         static_assert(!std::is_same_v<decltype(ex), no_executor>,
                       "cancel_after/cancel_at need an executor for their timer: this "
                       "operation names none, so bind one to the handler (asio::bind_executor)");
@@ -172,7 +92,7 @@ public:
                                                       type_, expired_);
         state->timer.expires_at(deadline_);
         state->timer.async_wait(deadline_expiry<state_type>{state});
-        std::move(initiation_)(deadline_handler<handler_type, state_type>{
+        std::move(initiation_)(signalled_handler<handler_type, state_type>{
                                    std::forward<Handler>(handler), std::move(state)},
                                std::forward<Args>(args)...);
     }
@@ -185,21 +105,3 @@ private:
 };
 
 } // namespace tame::detail
-
-// Every associated property of the wrapped handler except its cancellation slot
-// (which deadline_handler names itself) is the caller's handler's.
-template <template <class, class> class Associator, class Handler, class State, class Default>
-struct boost::asio::associator<Associator, tame::detail::deadline_handler<Handler, State>, Default>
-    : Associator<Handler, Default> {
-    static typename Associator<Handler, Default>::type
-    get(const tame::detail::deadline_handler<Handler, State>& h) noexcept
-    {
-        return Associator<Handler, Default>::get(h.inner());
-    }
-
-    static auto get(const tame::detail::deadline_handler<Handler, State>& h,
-                    const Default& d) noexcept -> decltype(Associator<Handler, Default>::get(h.inner(), d))
-    {
-        return Associator<Handler, Default>::get(h.inner(), d);
-    }
-};

@@ -64,6 +64,15 @@ public:
         node.prev = node.next = nullptr;
     }
 
+    /// Calls `f(element)` for each element, front to back; `f` must not change the list.
+    template <class F>
+    void for_each(F&& f) const
+    {
+        for (intrusive_list_node* node = head_; node != nullptr; node = node->next) {
+            f(static_cast<T&>(*node));
+        }
+    }
+
     /// Moves every element of `other` to the back of this list.
     void splice_back(intrusive_list& other) noexcept
     {

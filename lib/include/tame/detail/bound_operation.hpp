@@ -1,0 +1,118 @@
+#pragma once
+
+#include <tame/detail/cancel_registry.hpp>
+#include <tame/detail/config.hpp>
+#include <tame/detail/recycling_allocator.hpp>
+#include <tame/detail/signalled_handler.hpp>
+
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/cancellation_type.hpp>
+#include <boost/asio/post.hpp>
+
+#include <atomic>
+#include <memory>
+#include <type_traits>
+#include <utility>
+
+namespace tame::detail {
+
+/// An operation bound to a cancel_source, while it runs: the signal its slot is
+/// bound to, and its place in the source's registrations.
+///
+/// An emit() of the source reaches it on any thread; the signal is then emitted
+/// by a function posted to the handler's executor, the only place where the
+/// operation's slot may be used, and only if the operation is still running.
+template <class Executor>
+class bound_operation final : public cancel_registration {
+public:
+    bound_operation(const Executor& ex, std::shared_ptr<cancel_source_state> source)
+        : executor_{ex}, source_{std::move(source)}
+    {
+    }
+
+    ~bound_operation() { detach(); }
+
+    /// Registers with the source; the types already emitted when it was too late
+    /// (0 when attached).
+    unsigned attach()
+    {
+        const unsigned emitted = source_->attach(*this);
+        attached_ = emitted == 0;
+        return emitted;
+    }
+
+    void deliver(unsigned type) override
+    {
+        auto self = std::static_pointer_cast<bound_operation>(shared_from_this());
+        asio::post(executor_, [self = std::move(self), type] {
+            if (!self->done_.load(std::memory_order_acquire)) {
+                self->signal.emit(static_cast<asio::cancellation_type>(type));
+            }
+        });
+    }
+
+    /// The operation has completed: no emit() needs to reach it any more.
+    void finish() noexcept
+    {
+        done_.store(true, std::memory_order_release);
+        detach();
+    }
+
+    bool done() const noexcept { return done_.load(std::memory_order_acquire); }
+
+    asio::cancellation_signal signal;
+
+private:
+    void detach() noexcept
+    {
+        if (attached_) {
+            attached_ = false;
+            source_->detach(*this);
+        }
+    }
+
+    Executor executor_;
+    std::shared_ptr<cancel_source_state> source_;
+    bool attached_ = false;     // used only on the handler's side
+    std::atomic<bool> done_{false};
+};
+
+/// Wraps an initiation so that the handler it receives is bound to a source.
+template <class Initiation>
+class initiate_bound_to_source {
+public:
+    initiate_bound_to_source(Initiation initiation, std::shared_ptr<cancel_source_state> source)
+        : initiation_{std::move(initiation)}, source_{std::move(source)}
+    {
+    }
+
+    template <class Handler, class... Args>
+    void operator()(Handler&& handler, Args&&... args)
+    {
+        using handler_type = std::decay_t<Handler>;
+        auto ex = completion_executor_of(handler, initiation_);
+        static_assert(!std::is_same_v<decltype(ex), no_executor>,
+                      "cancel_source::bind needs the executor the operation completes on: "
+                      "this operation names none, so bind one to the handler "
+                      "(asio::bind_executor)");
+        using state_type = bound_operation<decltype(ex)>;
+
+        auto state = std::allocate_shared<state_type>(recycling_allocator<state_type>{}, ex,
+                                                      std::move(source_));
+        const unsigned emitted = state->attach();
+        std::move(initiation_)(signalled_handler<handler_type, state_type>{
+                                   std::forward<Handler>(handler), state},
+                               std::forward<Args>(args)...);
+        // Bound after an emit(): the operation is cancelled as soon as it has
+        // started, here, on the initiating side (where its slot was just set up).
+        if (emitted != 0 && !state->done()) {
+            state->signal.emit(static_cast<asio::cancellation_type>(emitted));
+        }
+    }
+
+private:
+    Initiation initiation_;
+    std::shared_ptr<cancel_source_state> source_;
+};
+
+} // namespace tame::detail

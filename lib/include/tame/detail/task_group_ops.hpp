@@ -1,0 +1,174 @@
+#pragma once
+
+#include <tame/cancel_source.hpp>
+#include <tame/detail/config.hpp>
+#include <tame/detail/task_group_state.hpp>
+#include <tame/error.hpp>
+#include <tame/permit.hpp>
+
+#include <boost/asio/associated_cancellation_slot.hpp>
+#include <boost/asio/associator.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/cancellation_state.hpp>
+#include <boost/asio/cancellation_type.hpp>
+#include <boost/asio/error.hpp>
+#include <boost/system/system_error.hpp>
+
+#include <exception>
+#include <memory>
+#include <utility>
+
+namespace tame::detail {
+
+/// The steps of task_group::async_spawn (an asio::async_compose implementation):
+/// count the spawn, wait for a slot, start the task unless the group has been
+/// cancelled meanwhile.
+template <class Factory>
+class spawn_op {
+public:
+    spawn_op(std::shared_ptr<task_group_state> state, Factory factory)
+        : state_{std::move(state)}, factory_{std::move(factory)}
+    {
+    }
+
+    template <class Self>
+    void operator()(Self& self)
+    {
+        // The wait for a slot is cancellable like any acquire: every type.
+        self.reset_cancellation_state(asio::enable_total_cancellation());
+        // Counted before it can complete: a join must not finish between the
+        // grant of a slot and the start of the task.
+        // If the wait cannot start, the moved copy of this object that `self`
+        // holds uncounts the spawn as it is destroyed.
+        state_->tasks.add();
+        counted_ = true;
+        task_group_state& state = *state_; // the group holds it during this call
+        state.slots.async_acquire(state.cancel.bind(std::move(self)));
+    }
+
+    spawn_op(spawn_op&&) noexcept = default;
+    spawn_op& operator=(spawn_op&&) = delete;
+
+    /// Destroyed before the spawn was decided (its io_context was destroyed, or
+    /// starting the wait threw): it no longer holds back a join.
+    ~spawn_op()
+    {
+        if (state_ && counted_) {
+            state_->tasks.done();
+        }
+    }
+
+    template <class Self>
+    void operator()(Self& self, error_code ec, permit slot)
+    {
+        // closed: the group was destroyed; a slot granted after cancel() is
+        // given back. Either way the group has been cancelled.
+        if (ec == errc::closed || (!ec && state_->cancel.cancelled())) {
+            ec = asio::error::operation_aborted;
+        }
+        auto state = std::move(state_);
+        if (ec) {
+            state->tasks.done();
+        } else {
+            state->start(std::move(factory_), std::move(slot));
+        }
+        self.complete(ec);
+    }
+
+private:
+    std::shared_ptr<task_group_state> state_; // null once moved from or decided
+    Factory factory_;
+    bool counted_ = false;
+};
+
+/// Lives in a join's cancellation slot: cancelling the join cancels the group,
+/// whose tasks the join then still waits for.
+class join_canceller {
+public:
+    explicit join_canceller(cancel_source group) noexcept : group_{std::move(group)} {}
+
+    void operator()(asio::cancellation_type type)
+    {
+        if (type != asio::cancellation_type::none) {
+            group_.emit();
+        }
+    }
+
+private:
+    cancel_source group_;
+};
+
+/// The handler of the wait behind task_group::async_join: turns its end into the
+/// join's `void(std::exception_ptr)`. The wait itself is never cancelled (it has
+/// no slot); the join's own slot cancels the group instead.
+template <class Handler>
+class join_completion {
+public:
+    using cancellation_slot_type = asio::cancellation_slot;
+
+    join_completion(Handler handler, std::shared_ptr<const first_failure> failure,
+                    const cancel_source& group)
+        : handler_{std::move(handler)},
+          failure_{std::move(failure)},
+          outer_slot_{asio::get_associated_cancellation_slot(handler_)}
+    {
+        if (outer_slot_.is_connected()) {
+            outer_slot_.template emplace<join_canceller>(group);
+        }
+    }
+
+    join_completion(join_completion&&) noexcept = default;
+    join_completion& operator=(join_completion&&) = delete;
+
+    ~join_completion()
+    {
+        // Destroyed uncalled (its io_context was destroyed): unhook the canceller.
+        if (failure_ && outer_slot_.is_connected()) {
+            outer_slot_.clear();
+        }
+    }
+
+    cancellation_slot_type get_cancellation_slot() const noexcept { return {}; }
+
+    void operator()(error_code ec)
+    {
+        if (outer_slot_.is_connected()) {
+            outer_slot_.clear();
+        }
+        // Reset, so that the destructor leaves the slot alone: once the handler
+        // has run, the slot may belong to a coroutine frame that is gone.
+        const auto failure = std::move(failure_);
+        std::exception_ptr e = failure->get();
+        if (!e && ec) {
+            // The group was destroyed before its tasks ended.
+            e = std::make_exception_ptr(boost::system::system_error{ec});
+        }
+        std::move(handler_)(std::move(e));
+    }
+
+    const Handler& inner() const noexcept { return handler_; }
+
+private:
+    Handler handler_;
+    std::shared_ptr<const first_failure> failure_; // null once called
+    asio::associated_cancellation_slot_t<Handler> outer_slot_;
+};
+
+} // namespace tame::detail
+
+// Every associated property of a join's handler except its cancellation slot.
+template <template <class, class> class Associator, class Handler, class Default>
+struct boost::asio::associator<Associator, tame::detail::join_completion<Handler>, Default>
+    : Associator<Handler, Default> {
+    static typename Associator<Handler, Default>::type
+    get(const tame::detail::join_completion<Handler>& h) noexcept
+    {
+        return Associator<Handler, Default>::get(h.inner());
+    }
+
+    static auto get(const tame::detail::join_completion<Handler>& h, const Default& d) noexcept
+        -> decltype(Associator<Handler, Default>::get(h.inner(), d))
+    {
+        return Associator<Handler, Default>::get(h.inner(), d);
+    }
+};

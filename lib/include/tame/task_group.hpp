@@ -1,0 +1,193 @@
+#pragma once
+
+#include <tame/detail/config.hpp>
+#include <tame/detail/task_group_ops.hpp>
+#include <tame/detail/task_group_state.hpp>
+#include <tame/error.hpp>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/compose.hpp>
+#include <boost/asio/execution_context.hpp>
+
+#include <concepts>
+#include <cstddef>
+#include <exception>
+#include <memory>
+#include <type_traits>
+#include <utility>
+
+namespace tame {
+
+/// A function object that starts a task: called once, with no arguments, it
+/// returns the task's coroutine.
+template <class F>
+concept task_factory = std::move_constructible<std::decay_t<F>> &&
+                       std::same_as<std::invoke_result_t<std::decay_t<F>&>, asio::awaitable<void>>;
+
+/// Structured concurrency for coroutines: Go's errgroup with SetLimit.
+///
+/// Spawn tasks into the group, then join it: the join completes when every task
+/// has ended and reports the first exception that escaped one. That first
+/// failure cancels the others (their pending awaits complete with
+/// `asio::error::operation_aborted`) and the group starts no more tasks; so
+/// does cancel(). With a limit, at most `limit` tasks run at once and
+/// async_spawn() waits for a free slot: backpressure for whoever spawns.
+///
+/// Each task runs on a strand of its own made from the group's executor, so
+/// the group can cancel it safely from any thread, and it carries a
+/// cancellation slot tied to the group. A group that has been cancelled stays
+/// cancelled: use a new one for new work.
+///
+/// **Destroying a group** with tasks in flight cancels them (as cancel() does)
+/// and does not wait: they end on their own as their awaits complete, and their
+/// failures go nowhere (but to a join still pending, which completes when the
+/// last of them ends). Spawns still waiting for a slot complete with
+/// `asio::error::operation_aborted`. Like any tame object with waiters, the
+/// group must be destroyed before the execution contexts of its waiters
+/// (declare the io_context first).
+///
+/// Thread safety: every member may be called from any thread.
+class task_group {
+public:
+    using executor_type = asio::any_io_executor;
+
+    /// A group whose tasks run on strands of `ex`, at most `limit` at once (0: no
+    /// limit). Throws std::invalid_argument when `limit` is above
+    /// async_semaphore::max_capacity.
+    explicit task_group(const executor_type& ex, std::size_t limit = 0)
+        : state_{std::make_shared<detail::task_group_state>(ex, limit)}
+    {
+    }
+
+    /// A group whose tasks run on `context`.
+    template <class ExecutionContext>
+        requires std::is_convertible_v<ExecutionContext&, asio::execution_context&>
+    explicit task_group(ExecutionContext& context, std::size_t limit = 0)
+        : task_group{context.get_executor(), limit}
+    {
+    }
+
+    task_group(const task_group&) = delete;
+    task_group& operator=(const task_group&) = delete;
+
+    /// Cancels the tasks in flight and lets them end on their own (see above).
+    ~task_group()
+    {
+        state_->cancel.emit();
+        // Spawns waiting for a slot hold the state: close() takes them out of the
+        // queue now, rather than leaving them to the cancellation posted above,
+        // which a context destroyed next would never run.
+        state_->slots.close();
+    }
+
+    /// The executor whose strands run the tasks; also that of handlers that name
+    /// none of their own.
+    executor_type get_executor() const noexcept { return state_->executor; }
+
+    /// Starts `f()` as a task of the group, once a slot is free.
+    ///
+    /// Completion signature: `void(error_code)`, delivered once the task has
+    /// been started (its coroutine is scheduled on its strand), or when the
+    /// spawn fails. `f()` is called on the task's strand, so an exception it
+    /// throws is the task's failure.
+    ///
+    /// Errors: `asio::error::operation_aborted` when the spawn is cancelled
+    /// while it waits, or when the group has been cancelled (by cancel(), a
+    /// failed task, a cancelled join or the group's destruction): `f` is then
+    /// never called.
+    ///
+    /// **Cancellation**: terminal, partial and total, through the handler's
+    /// cancellation slot, while it waits for a slot; cancelling a spawn leaves
+    /// the group and its tasks alone.
+    ///
+    /// The handler runs on its associated executor (by default the group's),
+    /// never inside this call. A join waits for spawns that are still waiting.
+    template <task_factory F, class Token = asio::default_completion_token_t<executor_type>>
+        requires asio::completion_token_for<Token, void(error_code)>
+    auto async_spawn(F&& f, Token&& token = asio::default_completion_token_t<executor_type>())
+    {
+        return asio::async_compose<Token, void(error_code)>(
+            detail::spawn_op<std::decay_t<F>>{state_, std::forward<F>(f)}, token,
+            state_->executor);
+    }
+
+    /// Starts `f()` as a task at once if a slot is free and the group has not
+    /// been cancelled; never waits. True if the task was started.
+    ///
+    /// Slots go to waiting spawns first: try_spawn() never jumps their queue.
+    template <task_factory F>
+    bool try_spawn(F&& f)
+    {
+        if (state_->cancel.cancelled()) {
+            return false;
+        }
+        permit slot = state_->slots.try_acquire();
+        if (!slot) {
+            return false;
+        }
+        state_->tasks.add();
+        state_->start(std::forward<F>(f), std::move(slot));
+        return true;
+    }
+
+    /// Waits until every task (and every spawn still waiting for a slot) has
+    /// ended.
+    ///
+    /// Completion signature: `void(std::exception_ptr)`: the first exception that
+    /// escaped a task, or null. In a coroutine, `co_await
+    /// group.async_join(asio::use_awaitable)` rethrows it. Failures that follow
+    /// the first (usually the others' operation_aborted) are not reported.
+    /// With no task in flight it completes at once, through the executor.
+    ///
+    /// **Cancellation**: any type, through the handler's cancellation slot,
+    /// cancels the whole group, and the join still waits for the tasks to end:
+    /// nothing is left running. So `with_timeout(group.async_join(...), d)`
+    /// stops the work at the deadline.
+    ///
+    /// The handler runs on its associated executor (by default the group's),
+    /// never inside this call. Several joins may wait at once.
+    template <class Token = asio::default_completion_token_t<executor_type>>
+        requires asio::completion_token_for<Token, void(std::exception_ptr)>
+    auto async_join(Token&& token = asio::default_completion_token_t<executor_type>())
+    {
+        return asio::async_initiate<Token, void(std::exception_ptr)>(initiate_join{state_}, token);
+    }
+
+    /// Cancels every running task through its cancellation slot, fails the
+    /// spawns waiting for a slot, and refuses new ones. It is not a failure: a
+    /// join reports what the tasks end with (usually the operation_aborted
+    /// that their cancelled awaits throw, unless they catch it).
+    void cancel() { state_->cancel.emit(); }
+
+    /// True once cancel() has been called or a task has failed.
+    bool cancelled() const noexcept { return state_->cancel.cancelled(); }
+
+    /// Tasks started and not yet ended.
+    std::size_t running() const noexcept
+    {
+        return state_->running.load(std::memory_order_relaxed);
+    }
+
+    /// The most tasks that run at once; 0 when there is no limit.
+    std::size_t limit() const noexcept { return state_->limit; }
+
+private:
+    struct initiate_join {
+        std::shared_ptr<detail::task_group_state> state;
+
+        executor_type get_executor() const noexcept { return state->executor; }
+
+        template <class Handler>
+        void operator()(Handler&& handler) const
+        {
+            state->tasks.async_wait(detail::join_completion<std::decay_t<Handler>>{
+                std::forward<Handler>(handler), state->failure, state->cancel});
+        }
+    };
+
+    std::shared_ptr<detail::task_group_state> state_;
+};
+
+} // namespace tame

@@ -1,0 +1,616 @@
+#include <tame/task_group.hpp>
+
+#include <tame/deadline.hpp>
+#include <tame/semaphore.hpp>
+#include <tame_test/manual_clock.hpp>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/deferred.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/use_future.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <exception>
+#include <future>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace asio = boost::asio;
+using namespace std::chrono_literals;
+using tame::error_code;
+using tame_test::manual_clock;
+
+namespace {
+
+/// A barrier that tasks wait at until the test opens it.
+class gate {
+public:
+    explicit gate(asio::io_context& io, std::size_t capacity = 1000)
+        : sem_{io, capacity}, held_{sem_.try_acquire(capacity)}
+    {
+    }
+
+    asio::awaitable<void> pass()
+    {
+        co_await sem_.acquire();
+    }
+
+    void open() { held_.release(); }
+
+private:
+    tame::async_semaphore sem_;
+    tame::permit held_;
+};
+
+/// How a join ended.
+struct join_result {
+    int completions = 0;
+    std::exception_ptr failure;
+
+    auto handler()
+    {
+        return [this](std::exception_ptr e) {
+            ++completions;
+            failure = e;
+        };
+    }
+
+    std::string message() const
+    {
+        try {
+            if (failure) {
+                std::rethrow_exception(failure);
+            }
+        } catch (const std::exception& e) {
+            return e.what();
+        }
+        return {};
+    }
+
+    error_code code() const
+    {
+        try {
+            if (failure) {
+                std::rethrow_exception(failure);
+            }
+        } catch (const boost::system::system_error& e) {
+            return e.code();
+        } catch (...) {
+        }
+        return {};
+    }
+};
+
+/// How a spawn ended.
+struct spawn_result {
+    int completions = 0;
+    error_code ec;
+
+    auto handler()
+    {
+        return [this](error_code e) {
+            ++completions;
+            ec = e;
+        };
+    }
+};
+
+/// A task that waits an hour on a real timer, and records how its wait ended.
+auto sleeper(std::optional<error_code>& ended)
+{
+    return [&ended]() -> asio::awaitable<void> {
+        asio::steady_timer timer{co_await asio::this_coro::executor, 1h};
+        try {
+            co_await timer.async_wait(asio::use_awaitable);
+            ended = error_code{};
+        } catch (const boost::system::system_error& e) {
+            ended = e.code();
+            throw;
+        }
+    };
+}
+
+} // namespace
+
+TEST_CASE("spawned tasks run and a join reports no failure", "[core][task_group]")
+{
+    asio::io_context io;
+    tame::task_group group{io};
+    int ran = 0;
+    for (int i = 0; i < 3; ++i) {
+        group.async_spawn([&]() -> asio::awaitable<void> {
+            ++ran;
+            co_return;
+        }, [](error_code) {});
+    }
+    join_result join;
+    group.async_join(join.handler());
+
+    io.run();
+
+    CHECK(ran == 3);
+    CHECK(join.completions == 1);
+    CHECK_FALSE(join.failure);
+}
+
+TEST_CASE("a join waits until every task has ended", "[core][task_group]")
+{
+    asio::io_context io;
+    gate door{io};
+    tame::task_group group{io};
+    int ended = 0;
+    for (int i = 0; i < 3; ++i) {
+        group.try_spawn([&]() -> asio::awaitable<void> {
+            co_await door.pass();
+            ++ended;
+        });
+    }
+    join_result join;
+    group.async_join(join.handler());
+    io.poll();
+    CHECK(join.completions == 0);
+    CHECK(group.running() == 3);
+
+    door.open();
+    io.poll();
+
+    CHECK(ended == 3);
+    CHECK(join.completions == 1);
+    CHECK(group.running() == 0);
+}
+
+TEST_CASE("a join with no task in flight completes at once, outside the call",
+          "[core][task_group]")
+{
+    asio::io_context io;
+    tame::task_group group{io};
+    join_result join;
+
+    group.async_join(join.handler());
+    CHECK(join.completions == 0);
+    io.poll();
+
+    CHECK(join.completions == 1);
+    CHECK_FALSE(join.failure);
+}
+
+TEST_CASE("at the limit, async_spawn waits for a task to end", "[core][task_group]")
+{
+    asio::io_context io;
+    gate door{io};
+    tame::task_group group{io, 2};
+    int started = 0;
+    auto task = [&]() -> asio::awaitable<void> {
+        ++started;
+        co_await door.pass();
+    };
+    spawn_result first;
+    spawn_result second;
+    spawn_result third;
+    group.async_spawn(task, first.handler());
+    group.async_spawn(task, second.handler());
+    group.async_spawn(task, third.handler());
+    io.poll();
+    CHECK(first.completions == 1);
+    CHECK(second.completions == 1);
+    CHECK(third.completions == 0);
+    CHECK(started == 2);
+
+    door.open();
+    io.poll();
+
+    CHECK(third.completions == 1);
+    CHECK_FALSE(third.ec);
+    CHECK(started == 3);
+}
+
+TEST_CASE("a spawn completes once its task has been scheduled", "[core][task_group]")
+{
+    asio::io_context io;
+    gate door{io};
+    tame::task_group group{io};
+    std::size_t running_at_completion = 0;
+
+    group.async_spawn([&]() -> asio::awaitable<void> { co_await door.pass(); },
+                      [&](error_code) { running_at_completion = group.running(); });
+    io.poll();
+
+    CHECK(running_at_completion == 1);
+    door.open();
+    io.poll();
+}
+
+TEST_CASE("try_spawn refuses at the limit and never waits", "[core][task_group]")
+{
+    asio::io_context io;
+    gate door{io};
+    tame::task_group group{io, 1};
+    auto task = [&]() -> asio::awaitable<void> { co_await door.pass(); };
+
+    CHECK(group.try_spawn(task));
+    CHECK_FALSE(group.try_spawn(task));
+    CHECK(group.running() == 1);
+
+    door.open();
+    io.poll();
+    CHECK(group.try_spawn(task));
+    io.poll();
+}
+
+TEST_CASE("try_spawn does not jump the queue of waiting spawns", "[core][task_group]")
+{
+    asio::io_context io;
+    gate door{io};
+    tame::task_group group{io, 1};
+    std::vector<int> order;
+    auto task = [&](int id) {
+        return [&, id]() -> asio::awaitable<void> {
+            order.push_back(id);
+            co_await door.pass();
+        };
+    };
+    REQUIRE(group.try_spawn(task(1)));
+    spawn_result waiting;
+    group.async_spawn(task(2), waiting.handler());
+    io.poll();
+    door.open();
+    // The first task ends in the same poll as the waiting spawn takes its slot.
+    CHECK_FALSE(group.try_spawn(task(3)));
+    io.poll();
+
+    CHECK(order == std::vector<int>{1, 2});
+    CHECK(waiting.completions == 1);
+}
+
+TEST_CASE("the first failure is what join reports, and it cancels the other tasks",
+          "[core][task_group]")
+{
+    asio::io_context io;
+    gate door{io};
+    tame::task_group group{io};
+    std::optional<error_code> sleeper_ended;
+    group.try_spawn(sleeper(sleeper_ended));
+    group.try_spawn([&]() -> asio::awaitable<void> {
+        co_await door.pass();
+        throw std::runtime_error{"record 17 is corrupt"};
+    });
+    join_result join;
+    group.async_join(join.handler());
+    io.poll();
+    REQUIRE_FALSE(sleeper_ended);
+
+    door.open();
+    io.run();
+
+    CHECK(sleeper_ended == asio::error::operation_aborted);
+    CHECK(join.completions == 1);
+    CHECK(join.message() == "record 17 is corrupt");
+    CHECK(group.cancelled());
+}
+
+TEST_CASE("after a failure the group starts no more tasks", "[core][task_group]")
+{
+    asio::io_context io;
+    gate door{io};
+    tame::task_group group{io, 1};
+    bool late_task_ran = false;
+    auto late_task = [&]() -> asio::awaitable<void> {
+        late_task_ran = true;
+        co_return;
+    };
+    group.try_spawn([&]() -> asio::awaitable<void> {
+        co_await door.pass();
+        throw std::runtime_error{"boom"};
+    });
+    spawn_result waiting;
+    group.async_spawn(late_task, waiting.handler());
+    io.poll();
+    REQUIRE(waiting.completions == 0);
+
+    door.open();
+    io.poll();
+    spawn_result after;
+    group.async_spawn(late_task, after.handler());
+    io.restart();
+    io.poll();
+
+    CHECK(waiting.ec == asio::error::operation_aborted);
+    CHECK(after.ec == asio::error::operation_aborted);
+    CHECK_FALSE(group.try_spawn(late_task));
+    CHECK_FALSE(late_task_ran);
+}
+
+TEST_CASE("an exception from the task factory itself is the task's failure", "[core][task_group]")
+{
+    asio::io_context io;
+    tame::task_group group{io};
+    spawn_result spawn;
+    group.async_spawn([]() -> asio::awaitable<void> { throw std::invalid_argument{"no such id"}; },
+                      spawn.handler());
+    join_result join;
+    group.async_join(join.handler());
+
+    io.run();
+
+    CHECK_FALSE(spawn.ec);
+    CHECK(join.message() == "no such id");
+}
+
+TEST_CASE("cancel reaches running tasks and waiting spawns", "[core][task_group]")
+{
+    asio::io_context io;
+    tame::task_group group{io, 1};
+    std::optional<error_code> sleeper_ended;
+    group.try_spawn(sleeper(sleeper_ended));
+    spawn_result waiting;
+    group.async_spawn(sleeper(sleeper_ended), waiting.handler());
+    join_result join;
+    group.async_join(join.handler());
+    io.poll();
+
+    group.cancel();
+    io.run();
+
+    CHECK(sleeper_ended == asio::error::operation_aborted);
+    CHECK(waiting.ec == asio::error::operation_aborted);
+    CHECK(join.code() == asio::error::operation_aborted);
+}
+
+TEST_CASE("cancelling a waiting spawn leaves the group and its tasks alone", "[core][task_group]")
+{
+    asio::io_context io;
+    gate door{io};
+    tame::task_group group{io, 1};
+    bool ran = false;
+    group.try_spawn([&]() -> asio::awaitable<void> {
+        co_await door.pass();
+        ran = true;
+    });
+    asio::cancellation_signal signal;
+    spawn_result waiting;
+    group.async_spawn([]() -> asio::awaitable<void> { co_return; },
+                      asio::bind_cancellation_slot(signal.slot(), waiting.handler()));
+    io.poll();
+
+    signal.emit(asio::cancellation_type::partial);
+    io.poll();
+    CHECK(waiting.ec == asio::error::operation_aborted);
+
+    door.open();
+    join_result join;
+    group.async_join(join.handler());
+    io.run();
+    CHECK(ran);
+    CHECK_FALSE(group.cancelled());
+    CHECK_FALSE(join.failure);
+}
+
+TEST_CASE("a cancelled join cancels the group and still waits for its tasks",
+          "[core][task_group]")
+{
+    asio::io_context io;
+    gate door{io};
+    tame::task_group group{io};
+    bool task_ended = false;
+    // Ignores cancellation for a while: finishes its cleanup behind the gate.
+    group.try_spawn([&]() -> asio::awaitable<void> {
+        asio::steady_timer timer{co_await asio::this_coro::executor, 1h};
+        co_await timer.async_wait(asio::as_tuple(asio::use_awaitable)); // ends aborted
+        co_await asio::this_coro::reset_cancellation_state();
+        co_await door.pass();
+        task_ended = true;
+    });
+    asio::cancellation_signal signal;
+    join_result join;
+    group.async_join(asio::bind_cancellation_slot(signal.slot(), join.handler()));
+    io.poll();
+
+    signal.emit(asio::cancellation_type::terminal);
+    io.poll();
+    CHECK(group.cancelled());
+    CHECK(join.completions == 0);
+
+    door.open();
+    io.poll();
+
+    CHECK(task_ended);
+    CHECK(join.completions == 1);
+    CHECK_FALSE(join.failure); // the task ended cleanly
+}
+
+TEST_CASE("a join under a deadline stops the group's work at the deadline", "[core][task_group]")
+{
+    asio::io_context io;
+    tame::task_group group{io};
+    std::optional<error_code> sleeper_ended;
+    group.try_spawn(sleeper(sleeper_ended));
+    join_result join;
+    group.async_join(tame::cancel_at(manual_clock::now() + 2s, join.handler()));
+    io.poll();
+    REQUIRE(join.completions == 0);
+
+    manual_clock::advance(2s);
+    io.run();
+
+    CHECK(sleeper_ended == asio::error::operation_aborted);
+    CHECK(join.code() == asio::error::operation_aborted);
+}
+
+TEST_CASE("with_timeout around a join in a coroutine reports timed_out and leaves nothing running",
+          "[core][task_group]")
+{
+    asio::io_context io;
+    std::optional<error_code> sleeper_ended;
+    std::optional<error_code> outcome;
+    asio::co_spawn(
+        io,
+        [&]() -> asio::awaitable<void> {
+            tame::task_group group{co_await asio::this_coro::executor, 4};
+            co_await group.async_spawn(sleeper(sleeper_ended), asio::use_awaitable);
+            try {
+                co_await tame::with_timeout(group.async_join(asio::use_awaitable), 1ms);
+                outcome = error_code{};
+            } catch (const boost::system::system_error& e) {
+                outcome = e.code();
+            }
+            CHECK(group.running() == 0);
+        },
+        asio::detached);
+
+    io.run(); // returns only once the sleeper has ended
+
+    CHECK(outcome == tame::errc::timed_out);
+    CHECK(sleeper_ended == asio::error::operation_aborted);
+}
+
+TEST_CASE("a spawn loop stops at the first refused spawn and its join throws the failure",
+          "[core][task_group]")
+{
+    asio::io_context io;
+    std::string caught;
+    error_code refused;
+    asio::co_spawn(
+        io,
+        [&]() -> asio::awaitable<void> {
+            tame::task_group group{co_await asio::this_coro::executor, 2};
+            for (int i = 0; i < 100; ++i) {
+                auto [ec] = co_await group.async_spawn(
+                    [i]() -> asio::awaitable<void> {
+                        if (i == 3) {
+                            throw std::runtime_error{"task 3 failed"};
+                        }
+                        co_await asio::post(asio::use_awaitable);
+                    },
+                    asio::as_tuple(asio::use_awaitable));
+                if (ec) {
+                    refused = ec;
+                    break; // the group was cancelled: a task failed
+                }
+            }
+            try {
+                co_await group.async_join(asio::use_awaitable);
+            } catch (const std::runtime_error& e) {
+                caught = e.what();
+            }
+        },
+        asio::detached);
+
+    io.run();
+
+    CHECK(refused == asio::error::operation_aborted);
+    CHECK(caught == "task 3 failed");
+}
+
+TEST_CASE("async_spawn and async_join work with deferred and use_future", "[core][task_group]")
+{
+    asio::io_context io;
+    tame::task_group group{io};
+    int ran = 0;
+    auto spawn = group.async_spawn([&]() -> asio::awaitable<void> {
+        ++ran;
+        co_return;
+    }, asio::deferred);
+    io.poll();
+    CHECK(ran == 0); // deferred: not started yet
+    spawn_result spawned;
+    std::move(spawn)(spawned.handler());
+    std::future<void> joined = group.async_join(asio::use_future);
+
+    io.restart();
+    io.run();
+
+    CHECK(spawned.completions == 1);
+    CHECK(ran == 1);
+    CHECK_NOTHROW(joined.get());
+}
+
+TEST_CASE("1000 tasks at a limit of 10 never run more than 10 at once, and all finish",
+          "[core][task_group]")
+{
+    asio::io_context io;
+    int running = 0;
+    int peak = 0;
+    int finished = 0;
+    bool joined = false;
+    asio::co_spawn(
+        io,
+        [&]() -> asio::awaitable<void> {
+            tame::task_group group{co_await asio::this_coro::executor, 10};
+            for (int i = 0; i < 1000; ++i) {
+                co_await group.async_spawn(
+                    [&]() -> asio::awaitable<void> {
+                        peak = std::max(peak, ++running);
+                        for (int step = 0; step < 50; ++step) {
+                            co_await asio::post(asio::use_awaitable);
+                        }
+                        --running;
+                        ++finished;
+                    },
+                    asio::use_awaitable);
+            }
+            co_await group.async_join(asio::use_awaitable);
+            joined = true;
+        },
+        asio::detached);
+
+    io.run();
+
+    CHECK(joined);
+    CHECK(finished == 1000);
+    CHECK(peak == 10);
+}
+
+TEST_CASE("destroying a group with tasks in flight cancels them, and they end",
+          "[core][task_group]")
+{
+    asio::io_context io;
+    std::optional<error_code> sleeper_ended;
+    spawn_result waiting;
+    {
+        tame::task_group group{io, 1};
+        group.try_spawn(sleeper(sleeper_ended));
+        group.async_spawn(sleeper(sleeper_ended), waiting.handler());
+        io.poll();
+    }
+
+    io.run(); // returns: nothing is left waiting an hour
+
+    CHECK(sleeper_ended == asio::error::operation_aborted);
+    CHECK(waiting.ec == asio::error::operation_aborted);
+}
+
+TEST_CASE("a group destroyed just before its io_context leaks nothing", "[core][task_group]")
+{
+    // Run under ASan: tasks, a waiting spawn and a pending join all hold the
+    // group's state, and the io_context destroys them without running them.
+    std::optional<error_code> sleeper_ended;
+    asio::io_context io;
+    auto group = std::make_unique<tame::task_group>(io, 1);
+    group->try_spawn(sleeper(sleeper_ended));
+    group->async_spawn(sleeper(sleeper_ended), [](error_code) {});
+    group->async_join([](std::exception_ptr) {});
+    io.poll();
+
+    group.reset();
+}
+
+TEST_CASE("a limit above a semaphore's capacity is refused", "[core][task_group]")
+{
+    asio::io_context io;
+    CHECK_THROWS_AS((tame::task_group{io, tame::async_semaphore::max_capacity + 1}),
+                    std::invalid_argument);
+    tame::task_group unlimited{io};
+    CHECK(unlimited.limit() == 0);
+}
