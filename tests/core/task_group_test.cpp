@@ -614,3 +614,21 @@ TEST_CASE("a limit above a semaphore's capacity is refused", "[core][task_group]
     tame::task_group unlimited{io};
     CHECK(unlimited.limit() == 0);
 }
+
+TEST_CASE("a task cancelled before its coroutine first runs is cancelled at its first await",
+          "[core][task_group]")
+{
+    asio::io_context io;
+    tame::task_group group{io};
+    std::optional<error_code> sleeper_ended;
+    REQUIRE(group.try_spawn(sleeper(sleeper_ended)));
+    group.cancel();
+    join_result join;
+    group.async_join(join.handler());
+
+    io.run();
+
+    CHECK(join.completions == 1);
+    CHECK(join.code() == asio::error::operation_aborted);
+    CHECK(group.running() == 0);
+}
