@@ -35,9 +35,9 @@ concept task_factory = std::move_constructible<std::decay_t<F>> &&
 /// does cancel(). With a limit, at most `limit` tasks run at once and
 /// async_spawn() waits for a free slot: backpressure for whoever spawns.
 ///
-/// Each task runs on a strand of its own made from the group's executor, so
-/// the group can cancel it safely from any thread, and it carries a
-/// cancellation slot tied to the group. A group that has been cancelled stays
+/// Each task runs on a strand of its own made from the group's executor (or on
+/// the group's executor itself when that is a strand), so the group can cancel
+/// it safely from any thread; it carries a cancellation slot tied to the group. A group that has been cancelled stays
 /// cancelled: use a new one for new work.
 ///
 /// **Destroying a group** with tasks in flight cancels them (as cancel() does)
@@ -75,11 +75,9 @@ public:
     /// Cancels the tasks in flight and lets them end on their own (see above).
     ~task_group()
     {
-        state_->cancel.emit();
-        // Spawns waiting for a slot hold the state: close() takes them out of the
-        // queue now, rather than leaving them to the cancellation posted above,
-        // which a context destroyed next would never run.
-        state_->slots.close();
+        // Closing the slots takes the waiting spawns (which hold the state) out
+        // of their queue now.
+        state_->cancel_all();
     }
 
     /// The executor whose strands run the tasks; also that of handlers that name
@@ -159,7 +157,7 @@ public:
     /// spawns waiting for a slot, and refuses new ones. It is not a failure: a
     /// join reports what the tasks end with (usually the operation_aborted
     /// that their cancelled awaits throw, unless they catch it).
-    void cancel() { state_->cancel.emit(); }
+    void cancel() { state_->cancel_all(); }
 
     /// True once cancel() has been called or a task has failed.
     bool cancelled() const noexcept { return state_->cancel.cancelled(); }
@@ -183,7 +181,7 @@ private:
         void operator()(Handler&& handler) const
         {
             state->tasks.async_wait(detail::join_completion<std::decay_t<Handler>>{
-                std::forward<Handler>(handler), state->failure, state->cancel});
+                std::forward<Handler>(handler), state});
         }
     };
 

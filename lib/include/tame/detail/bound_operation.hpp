@@ -43,12 +43,26 @@ public:
 
     void deliver(unsigned type) override
     {
-        auto self = std::static_pointer_cast<bound_operation>(shared_from_this());
-        asio::post(executor_, [self = std::move(self), type] {
-            if (!self->done_.load(std::memory_order_acquire)) {
-                self->signal.emit(static_cast<asio::cancellation_type>(type));
+        // While the operation is being initiated, its slot is being set up on the
+        // initiating thread (for co_spawn, its coroutine even starts there): the
+        // emission waits for initiated(), which posts it.
+        unsigned seen = deferred_.load(std::memory_order_acquire);
+        while ((seen & initiating) != 0) {
+            if (deferred_.compare_exchange_weak(seen, seen | type, std::memory_order_acq_rel)) {
+                return;
             }
-        });
+        }
+        post_emission(type);
+    }
+
+    /// The operation has been initiated: an emission that arrived meanwhile (or
+    /// before it was bound) goes out now.
+    void initiated()
+    {
+        if (const unsigned pending = deferred_.exchange(0, std::memory_order_acq_rel) & ~initiating;
+            pending != 0) {
+            post_emission(pending);
+        }
     }
 
     /// The operation has completed: no emit() needs to reach it any more.
@@ -63,6 +77,18 @@ public:
     asio::cancellation_signal signal;
 
 private:
+    static constexpr unsigned initiating = 1u << 31; // above every cancellation_type bit
+
+    void post_emission(unsigned type)
+    {
+        auto self = std::static_pointer_cast<bound_operation>(shared_from_this());
+        asio::post(executor_, [self = std::move(self), type] {
+            if (!self->done_.load(std::memory_order_acquire)) {
+                self->signal.emit(static_cast<asio::cancellation_type>(type));
+            }
+        });
+    }
+
     void detach() noexcept
     {
         if (attached_) {
@@ -75,6 +101,7 @@ private:
     std::shared_ptr<cancel_source_state> source_;
     bool attached_ = false;     // used only on the handler's side
     std::atomic<bool> done_{false};
+    std::atomic<unsigned> deferred_{initiating}; // the flag, and the types emitted meanwhile
 };
 
 /// Wraps an initiation so that the handler it receives is bound to a source.
@@ -99,15 +126,16 @@ public:
 
         auto state = std::allocate_shared<state_type>(recycling_allocator<state_type>{}, ex,
                                                       std::move(source_));
-        const unsigned emitted = state->attach();
+        // Bound after an emit(): the operation is cancelled as soon as it has
+        // started, the way an emit() reaches it, on its handler's executor (not
+        // here: the initiating thread need not be that executor's).
+        if (const unsigned emitted = state->attach(); emitted != 0) {
+            state->deliver(emitted);
+        }
         std::move(initiation_)(signalled_handler<handler_type, state_type>{
                                    std::forward<Handler>(handler), state},
                                std::forward<Args>(args)...);
-        // Bound after an emit(): the operation is cancelled as soon as it has
-        // started, here, on the initiating side (where its slot was just set up).
-        if (emitted != 0 && !state->done()) {
-            state->signal.emit(static_cast<asio::cancellation_type>(emitted));
-        }
+        state->initiated();
     }
 
 private:

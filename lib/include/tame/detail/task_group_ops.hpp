@@ -1,6 +1,5 @@
 #pragma once
 
-#include <tame/cancel_source.hpp>
 #include <tame/detail/config.hpp>
 #include <tame/detail/task_group_state.hpp>
 #include <tame/error.hpp>
@@ -42,8 +41,11 @@ public:
         // holds uncounts the spawn as it is destroyed.
         state_->tasks.add();
         counted_ = true;
+        // Not bound to the group's cancel_source: the group closes `slots` when
+        // it is cancelled, which fails this wait from any thread, whereas a
+        // cancellation slot may only be used on the spawner's executor.
         task_group_state& state = *state_; // the group holds it during this call
-        state.slots.async_acquire(state.cancel.bind(std::move(self)));
+        state.slots.async_acquire(std::move(self));
     }
 
     spawn_op(spawn_op&&) noexcept = default;
@@ -61,8 +63,8 @@ public:
     template <class Self>
     void operator()(Self& self, error_code ec, permit slot)
     {
-        // closed: the group was destroyed; a slot granted after cancel() is
-        // given back. Either way the group has been cancelled.
+        // closed: the group was cancelled while this spawn waited, or before;
+        // a slot granted just before is given back.
         if (ec == errc::closed || (!ec && state_->cancel.cancelled())) {
             ec = asio::error::operation_aborted;
         }
@@ -83,19 +85,28 @@ private:
 
 /// Lives in a join's cancellation slot: cancelling the join cancels the group,
 /// whose tasks the join then still waits for.
+///
+/// Holds the group weakly: the slot belongs to the joining coroutine, whose
+/// frame the join's own handler keeps alive from inside the group's state.
 class join_canceller {
 public:
-    explicit join_canceller(cancel_source group) noexcept : group_{std::move(group)} {}
-
-    void operator()(asio::cancellation_type type)
+    explicit join_canceller(std::weak_ptr<task_group_state> group) noexcept
+        : group_{std::move(group)}
     {
-        if (type != asio::cancellation_type::none) {
-            group_.emit();
+    }
+
+    void operator()(asio::cancellation_type type) const
+    {
+        if (type == asio::cancellation_type::none) {
+            return;
+        }
+        if (auto group = group_.lock()) {
+            group->cancel_all();
         }
     }
 
 private:
-    cancel_source group_;
+    std::weak_ptr<task_group_state> group_;
 };
 
 /// The handler of the wait behind task_group::async_join: turns its end into the
@@ -106,10 +117,9 @@ class join_completion {
 public:
     using cancellation_slot_type = asio::cancellation_slot;
 
-    join_completion(Handler handler, std::shared_ptr<const first_failure> failure,
-                    const cancel_source& group)
+    join_completion(Handler handler, const std::shared_ptr<task_group_state>& group)
         : handler_{std::move(handler)},
-          failure_{std::move(failure)},
+          failure_{group->failure},
           outer_slot_{asio::get_associated_cancellation_slot(handler_)}
     {
         if (outer_slot_.is_connected()) {

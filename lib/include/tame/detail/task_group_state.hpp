@@ -9,6 +9,7 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/strand.hpp>
 
 #include <atomic>
@@ -52,7 +53,8 @@ private:
 /// - `slots` admits tasks: one permit per running task (the limit, or as many as
 ///   a semaphore can count when there is none).
 /// - `tasks` counts running tasks and spawns not yet decided; joins wait on it.
-/// - `cancel` reaches every running task and every spawn waiting for a slot.
+/// - `cancel` reaches every running task; `slots` is closed at the same time,
+///   which fails every spawn waiting for a slot and every later one.
 class task_group_state : public std::enable_shared_from_this<task_group_state> {
 public:
     task_group_state(const asio::any_io_executor& ex, std::size_t limit)
@@ -68,11 +70,36 @@ public:
     template <class Factory>
     void start(Factory&& factory, permit slot);
 
+    /// Where a new task runs. The group emits cancellation into a task from any
+    /// thread, and that must reach the coroutine on the strand it runs on, even
+    /// when the group's executor is an io_context run by several threads: so a
+    /// task gets a strand of its own, unless the group's executor is a strand.
+    asio::any_io_executor task_executor() const
+    {
+        using io_executor = asio::io_context::executor_type;
+        if (executor.target<asio::strand<io_executor>>() != nullptr) {
+            return executor;
+        }
+        // The strand of the concrete executor fits inside an any_io_executor;
+        // a strand of the type-erased one would need a shared heap block.
+        if (const auto* io = executor.target<io_executor>()) {
+            return asio::make_strand(*io);
+        }
+        return asio::make_strand(executor);
+    }
+
+    /// Cancels the running tasks and fails the spawns, waiting or to come.
+    void cancel_all()
+    {
+        cancel.emit();
+        slots.close();
+    }
+
     /// A task ended with `e` (null: it returned): the first failure cancels the rest.
     void task_ended(std::exception_ptr e) noexcept
     {
         if (e && failure->record(std::move(e))) {
-            cancel.emit();
+            cancel_all();
         }
         running.fetch_sub(1, std::memory_order_relaxed);
     }
@@ -127,10 +154,7 @@ template <class Factory>
 void task_group_state::start(Factory&& factory, permit slot)
 {
     running.fetch_add(1, std::memory_order_relaxed);
-    // A strand per task: the group emits cancellation into the task from any
-    // thread, and that must reach the coroutine on the strand it runs on, even
-    // when the group's executor is an io_context run by several threads.
-    auto strand = asio::make_strand(executor);
+    const asio::any_io_executor strand = task_executor();
     asio::co_spawn(strand, std::forward<Factory>(factory),
                    cancel.bind(asio::bind_executor(
                        strand, task_completion{shared_from_this(), std::move(slot)})));
