@@ -1,6 +1,7 @@
 #pragma once
 
 #include <tame/detail/config.hpp>
+#include <tame/detail/ready_awaitable.hpp>
 #include <tame/detail/task_group_ops.hpp>
 #include <tame/detail/task_group_state.hpp>
 #include <tame/error.hpp>
@@ -10,6 +11,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/compose.hpp>
 #include <boost/asio/execution_context.hpp>
+#include <boost/asio/use_awaitable.hpp>
 
 #include <concepts>
 #include <cstddef>
@@ -35,9 +37,12 @@ concept task_factory = std::move_constructible<std::decay_t<F>> &&
 /// does cancel(). With a limit, at most `limit` tasks run at once and
 /// async_spawn() waits for a free slot: backpressure for whoever spawns.
 ///
-/// Each task runs on a strand of its own made from the group's executor (or on
-/// the group's executor itself when that is a strand), so the group can cancel
-/// it safely from any thread; it carries a cancellation slot tied to the group. A group that has been cancelled stays
+/// Tasks run on strands of the group's executor, so the group can cancel them
+/// safely from any thread, and each carries a cancellation slot tied to the
+/// group. The group makes its strands up front (twice the hardware threads, or
+/// the limit if smaller) and tasks take turns on them: a task's handlers never
+/// run concurrently, and tasks on different strands run in parallel. A group
+/// whose executor is a strand runs every task on it. A group that has been cancelled stays
 /// cancelled: use a new one for new work.
 ///
 /// **Destroying a group** with tasks in flight cancels them (as cancel() does)
@@ -109,6 +114,24 @@ public:
         return asio::async_compose<Token, void(error_code)>(
             detail::spawn_op<std::decay_t<F>>{state_, std::forward<F>(f)}, token,
             state_->executor);
+    }
+
+    /// The coroutine way to spawn: `co_await group.spawn(f);`.
+    ///
+    /// Starts the task without suspending the caller when a slot is free;
+    /// otherwise it waits as async_spawn() does and throws its errors as
+    /// boost::system::system_error (operation_aborted once the group is
+    /// cancelled). Cancellation reaches the wait through the calling
+    /// coroutine's cancellation state.
+    template <task_factory F>
+    asio::awaitable<void> spawn(F&& f)
+    {
+        // Not a coroutine itself, like async_semaphore::acquire(): the free-slot
+        // path costs what awaiting a nested awaitable costs.
+        if (try_spawn(f)) {
+            return detail::ready_awaitable();
+        }
+        return async_spawn(std::forward<F>(f), asio::use_awaitable);
     }
 
     /// Starts `f()` as a task at once if a slot is free and the group has not

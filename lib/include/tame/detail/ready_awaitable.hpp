@@ -15,4 +15,10 @@ asio::awaitable<T> ready_awaitable(T value)
     co_return value;
 }
 
+/// ready_awaitable() for a result of its own: completes without suspending.
+inline asio::awaitable<void> ready_awaitable()
+{
+    co_return;
+}
+
 } // namespace tame::detail

@@ -7,17 +7,19 @@
 #include <tame/wait_group.hpp>
 
 #include <boost/asio/any_io_executor.hpp>
-#include <boost/asio/bind_executor.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/strand.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <cstddef>
 #include <exception>
 #include <memory>
 #include <mutex>
+#include <thread>
 #include <utility>
+#include <vector>
 
 namespace tame::detail {
 
@@ -61,7 +63,8 @@ public:
         : executor{ex},
           limit{limit},
           slots{ex, limit == 0 ? async_semaphore::max_capacity : limit},
-          tasks{ex}
+          tasks{ex},
+          strands_{make_strands(ex, limit)}
     {
     }
 
@@ -70,22 +73,11 @@ public:
     template <class Factory>
     void start(Factory&& factory, permit slot);
 
-    /// Where a new task runs. The group emits cancellation into a task from any
-    /// thread, and that must reach the coroutine on the strand it runs on, even
-    /// when the group's executor is an io_context run by several threads: so a
-    /// task gets a strand of its own, unless the group's executor is a strand.
-    asio::any_io_executor task_executor() const
+    /// Where the next task runs: one of the group's strands, in turn.
+    const asio::any_io_executor& task_executor() noexcept
     {
-        using io_executor = asio::io_context::executor_type;
-        if (executor.target<asio::strand<io_executor>>() != nullptr) {
-            return executor;
-        }
-        // The strand of the concrete executor fits inside an any_io_executor;
-        // a strand of the type-erased one would need a shared heap block.
-        if (const auto* io = executor.target<io_executor>()) {
-            return asio::make_strand(*io);
-        }
-        return asio::make_strand(executor);
+        const std::size_t turn = next_strand_.fetch_add(1, std::memory_order_relaxed);
+        return strands_[turn % strands_.size()];
     }
 
     /// Cancels the running tasks and fails the spawns, waiting or to come.
@@ -111,17 +103,57 @@ public:
     cancel_source cancel;
     const std::shared_ptr<first_failure> failure = std::make_shared<first_failure>();
     std::atomic<std::size_t> running{0};
+
+private:
+    /// The strands tasks run on. The group emits cancellation into a task from
+    /// any thread, and that must reach the coroutine on the strand it runs on,
+    /// even when the group's executor is an io_context run by several threads.
+    /// Making a strand costs more than a short task (~0.6 us), so a group makes
+    /// a few up front, enough for every thread to run one of its tasks, and
+    /// tasks take turns on them; a group on a strand runs its tasks there.
+    static std::vector<asio::any_io_executor> make_strands(const asio::any_io_executor& ex,
+                                                           std::size_t limit)
+    {
+        using io_executor = asio::io_context::executor_type;
+        if (ex.target<asio::strand<io_executor>>() != nullptr) {
+            return {ex};
+        }
+        std::size_t count = std::max(2u * std::thread::hardware_concurrency(), 2u);
+        if (limit != 0) {
+            count = std::min(count, limit);
+        }
+        std::vector<asio::any_io_executor> strands;
+        strands.reserve(count);
+        const auto* io = ex.target<io_executor>();
+        for (std::size_t i = 0; i < count; ++i) {
+            // The strand of the concrete executor fits inside an any_io_executor;
+            // a strand of the type-erased one needs a shared heap block.
+            strands.push_back(io != nullptr ? asio::any_io_executor{asio::make_strand(*io)}
+                                            : asio::any_io_executor{asio::make_strand(ex)});
+        }
+        return strands;
+    }
+
+    const std::vector<asio::any_io_executor> strands_;
+    std::atomic<std::size_t> next_strand_{0};
 };
 
 /// The completion of a task's coroutine: records how it ended, then gives back
 /// its slot and its count, in that order, so that a failure cancels the group
 /// before a waiting spawn can take the slot and start another task.
+///
+/// It runs, and receives the group's cancellation, on the task's strand.
 class task_completion {
 public:
-    task_completion(std::shared_ptr<task_group_state> state, permit slot) noexcept
-        : state_{std::move(state)}, slot_{std::move(slot)}
+    using executor_type = asio::any_io_executor;
+
+    task_completion(std::shared_ptr<task_group_state> state, permit slot,
+                    const executor_type& strand) noexcept
+        : state_{std::move(state)}, slot_{std::move(slot)}, strand_{strand}
     {
     }
+
+    executor_type get_executor() const noexcept { return strand_; }
 
     task_completion(task_completion&&) noexcept = default;
     task_completion& operator=(task_completion&&) = delete;
@@ -148,16 +180,16 @@ private:
 
     std::shared_ptr<task_group_state> state_;
     permit slot_;
+    executor_type strand_;
 };
 
 template <class Factory>
 void task_group_state::start(Factory&& factory, permit slot)
 {
     running.fetch_add(1, std::memory_order_relaxed);
-    const asio::any_io_executor strand = task_executor();
+    const asio::any_io_executor& strand = task_executor();
     asio::co_spawn(strand, std::forward<Factory>(factory),
-                   cancel.bind(asio::bind_executor(
-                       strand, task_completion{shared_from_this(), std::move(slot)})));
+                   cancel.bind(task_completion{shared_from_this(), std::move(slot), strand}));
 }
 
 } // namespace tame::detail
