@@ -632,3 +632,56 @@ TEST_CASE("a task cancelled before its coroutine first runs is cancelled at its 
     CHECK(join.code() == asio::error::operation_aborted);
     CHECK(group.running() == 0);
 }
+
+TEST_CASE("spawn starts a task without suspending the spawner while a slot is free",
+          "[core][task_group]")
+{
+    asio::io_context io;
+    bool other_handler_ran = false;
+    bool spawner_suspended = true;
+    asio::co_spawn(
+        io,
+        [&]() -> asio::awaitable<void> {
+            tame::task_group group{co_await asio::this_coro::executor, 2};
+            asio::post(io, [&] { other_handler_ran = true; });
+            co_await group.spawn([]() -> asio::awaitable<void> { co_return; });
+            spawner_suspended = other_handler_ran;
+            co_await group.async_join(asio::use_awaitable);
+        },
+        asio::detached);
+
+    io.run();
+
+    CHECK_FALSE(spawner_suspended);
+}
+
+TEST_CASE("spawn waits at the limit and throws operation_aborted once the group is cancelled",
+          "[core][task_group]")
+{
+    asio::io_context io;
+    std::optional<error_code> sleeper_ended;
+    int spawned = 0;
+    std::optional<error_code> thrown;
+    asio::co_spawn(
+        io,
+        [&]() -> asio::awaitable<void> {
+            tame::task_group group{co_await asio::this_coro::executor, 1};
+            co_await group.spawn(sleeper(sleeper_ended));
+            ++spawned;
+            asio::post(io, [&] { group.cancel(); }); // while the next spawn waits
+            try {
+                co_await group.spawn(sleeper(sleeper_ended));
+                ++spawned;
+            } catch (const boost::system::system_error& e) {
+                thrown = e.code();
+            }
+            co_await group.async_join(asio::as_tuple(asio::use_awaitable));
+        },
+        asio::detached);
+
+    io.run();
+
+    CHECK(spawned == 1);
+    CHECK(thrown == asio::error::operation_aborted);
+    CHECK(sleeper_ended == asio::error::operation_aborted);
+}
