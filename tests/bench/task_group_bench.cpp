@@ -6,7 +6,8 @@
 //                              (the per-operation cost of a fan-out cancel);
 //   task_group of N tasks  vs  co_spawn of N coroutines that count themselves down,
 //                              with no limit, and with a limit of 10 (a tame permit held by
-//                              each hand-spawned coroutine, as code without task_group does).
+//                              each hand-spawned coroutine, as code without task_group does),
+//                              on the io_context and on strands.
 #include <tame/cancel_source.hpp>
 #include <tame/semaphore.hpp>
 #include <tame/task_group.hpp>
@@ -169,12 +170,13 @@ void task_group_spawn_batch(benchmark::State& state)
 }
 BENCHMARK(task_group_spawn_batch)->Arg(0)->Arg(10);
 
-// What code without task_group writes: co_spawn each task, count it down in a
-// wait_group, and (with a limit) hold a semaphore permit while it runs.
-void hand_spawned_batch(benchmark::State& state)
+// What code without task_group writes: co_spawn each task on the executor that
+// `task_executor(i)` names, count it down in a wait_group, and (with a limit)
+// hold a semaphore permit while it runs.
+template <class TaskExecutor>
+void hand_spawned(benchmark::State& state, asio::io_context& io, TaskExecutor task_executor)
 {
     const auto limit = static_cast<std::size_t>(state.range(0));
-    asio::io_context io{1};
     int done = 0;
     tame_bench::loop_in_coroutine(state, io, [&]() -> asio::awaitable<void> {
         auto ex = co_await asio::this_coro::executor;
@@ -184,7 +186,7 @@ void hand_spawned_batch(benchmark::State& state)
             tame::permit slot = co_await slots.acquire();
             running.add();
             asio::co_spawn(
-                ex,
+                task_executor(i),
                 [&, slot = std::move(slot)]() mutable -> asio::awaitable<void> {
                     co_await short_task(done);
                     slot.release();
@@ -197,37 +199,24 @@ void hand_spawned_batch(benchmark::State& state)
     state.SetItemsProcessed(state.iterations() * tasks_per_batch);
     benchmark::DoNotOptimize(done);
 }
+
+void hand_spawned_batch(benchmark::State& state)
+{
+    asio::io_context io{1};
+    hand_spawned(state, io, [&](int) { return io.get_executor(); });
+}
 BENCHMARK(hand_spawned_batch)->Arg(0)->Arg(10);
 
+// The same on 8 strands made up front, as task_group does: what it takes for
+// the tasks to be cancellable on an io_context run by several threads.
 void hand_spawned_strand_batch(benchmark::State& state)
 {
-    const auto limit = static_cast<std::size_t>(state.range(0));
     asio::io_context io{1};
     std::vector<asio::strand<asio::io_context::executor_type>> strands;
     for (int i = 0; i < 8; ++i) {
         strands.push_back(asio::make_strand(io));
     }
-    int done = 0;
-    tame_bench::loop_in_coroutine(state, io, [&]() -> asio::awaitable<void> {
-        auto ex = co_await asio::this_coro::executor;
-        tame::async_semaphore slots{ex, limit == 0 ? tame::async_semaphore::max_capacity : limit};
-        tame::wait_group running{ex};
-        for (int i = 0; i < tasks_per_batch; ++i) {
-            tame::permit slot = co_await slots.acquire();
-            running.add();
-            asio::co_spawn(
-                strands[static_cast<std::size_t>(i) % strands.size()],
-                [&, slot = std::move(slot)]() mutable -> asio::awaitable<void> {
-                    co_await short_task(done);
-                    slot.release();
-                    running.done();
-                },
-                asio::detached);
-        }
-        co_await running.async_wait(asio::use_awaitable);
-    });
-    state.SetItemsProcessed(state.iterations() * tasks_per_batch);
-    benchmark::DoNotOptimize(done);
+    hand_spawned(state, io, [&](int i) { return strands[static_cast<std::size_t>(i) % strands.size()]; });
 }
 BENCHMARK(hand_spawned_strand_batch)->Arg(0)->Arg(10);
 
