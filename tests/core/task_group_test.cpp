@@ -22,6 +22,7 @@
 #include <chrono>
 #include <exception>
 #include <future>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -684,4 +685,83 @@ TEST_CASE("spawn waits at the limit and throws operation_aborted once the group 
     CHECK(spawned == 1);
     CHECK(thrown == asio::error::operation_aborted);
     CHECK(sleeper_ended == asio::error::operation_aborted);
+}
+
+TEST_CASE("spawn accepts a task factory that can only be moved", "[core][task_group]")
+{
+    asio::io_context io;
+    int ran = 0;
+    asio::co_spawn(
+        io,
+        [&]() -> asio::awaitable<void> {
+            tame::task_group group{co_await asio::this_coro::executor, 1};
+            for (int i = 0; i < 2; ++i) { // the second waits for a slot
+                // Named first: g++ 12 destroys twice a lambda with an owning capture
+                // that is created inside a co_await expression (see the README).
+                auto task = [&ran, counter = std::make_unique<int>(1)]() -> asio::awaitable<void> {
+                    ran += *counter;
+                    co_return;
+                };
+                co_await group.spawn(std::move(task));
+            }
+            co_await group.async_join(asio::use_awaitable);
+        },
+        asio::detached);
+
+    io.run();
+
+    CHECK(ran == 2);
+}
+
+TEST_CASE("spawn by a coroutine already cancelled throws without starting the task",
+          "[core][task_group]")
+{
+    asio::io_context io;
+    asio::cancellation_signal cancel_spawner;
+    bool task_ran = false;
+    std::optional<error_code> thrown;
+    asio::co_spawn(
+        io,
+        [&]() -> asio::awaitable<void> {
+            tame::task_group group{co_await asio::this_coro::executor};
+            cancel_spawner.emit(asio::cancellation_type::terminal); // from inside: deterministic
+            try {
+                co_await group.spawn([&]() -> asio::awaitable<void> {
+                    task_ran = true;
+                    co_return;
+                });
+            } catch (const boost::system::system_error& e) {
+                thrown = e.code();
+            }
+            co_await asio::this_coro::reset_cancellation_state();
+            co_await group.async_join(asio::use_awaitable);
+        },
+        asio::bind_cancellation_slot(cancel_spawner.slot(), asio::detached));
+
+    io.run();
+
+    CHECK(thrown == asio::error::operation_aborted);
+    CHECK_FALSE(task_ran);
+}
+
+TEST_CASE("total cancellation of a join is ignored: it cannot be honoured without side effects",
+          "[core][task_group]")
+{
+    asio::io_context io;
+    gate door{io};
+    tame::task_group group{io};
+    group.try_spawn([&]() -> asio::awaitable<void> { co_await door.pass(); });
+    asio::cancellation_signal signal;
+    join_result join;
+    group.async_join(asio::bind_cancellation_slot(signal.slot(), join.handler()));
+    io.poll();
+
+    signal.emit(asio::cancellation_type::total);
+    io.poll();
+    CHECK_FALSE(group.cancelled());
+
+    door.open();
+    io.poll();
+    CHECK(join.completions == 1);
+    CHECK_FALSE(join.failure);
 }

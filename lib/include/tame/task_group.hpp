@@ -1,7 +1,6 @@
 #pragma once
 
 #include <tame/detail/config.hpp>
-#include <tame/detail/ready_awaitable.hpp>
 #include <tame/detail/task_group_ops.hpp>
 #include <tame/detail/task_group_state.hpp>
 #include <tame/error.hpp>
@@ -122,22 +121,27 @@ public:
     /// otherwise it waits as async_spawn() does and throws its errors as
     /// boost::system::system_error (operation_aborted once the group is
     /// cancelled). Cancellation reaches the wait through the calling
-    /// coroutine's cancellation state.
+    /// coroutine's cancellation state; a caller already cancelled throws at the
+    /// `co_await`, before anything has started. Await it at once: it refers to
+    /// the group.
     template <task_factory F>
-    asio::awaitable<void> spawn(F&& f)
+    asio::awaitable<void> spawn(F f)
     {
-        // Not a coroutine itself, like async_semaphore::acquire(): the free-slot
-        // path costs what awaiting a nested awaitable costs.
-        if (try_spawn(f)) {
-            return detail::ready_awaitable();
+        // A coroutine (rather than a ready awaitable built here, as acquire() is)
+        // so that nothing starts until the caller actually awaits it.
+        if (!try_spawn(std::move(f))) { // moves from `f` only on success
+            co_await async_spawn(std::move(f), asio::use_awaitable);
         }
-        return async_spawn(std::forward<F>(f), asio::use_awaitable);
     }
 
     /// Starts `f()` as a task at once if a slot is free and the group has not
     /// been cancelled; never waits. True if the task was started.
     ///
     /// Slots go to waiting spawns first: try_spawn() never jumps their queue.
+    ///
+    /// Like co_spawn, this may run the task's first steps (up to its first
+    /// suspension) before it returns, when the calling thread is already inside
+    /// the task's strand: do not hold a lock the task needs across the call.
     template <task_factory F>
     bool try_spawn(F&& f)
     {
@@ -162,10 +166,11 @@ public:
     /// the first (usually the others' operation_aborted) are not reported.
     /// With no task in flight it completes at once, through the executor.
     ///
-    /// **Cancellation**: any type, through the handler's cancellation slot,
-    /// cancels the whole group, and the join still waits for the tasks to end:
-    /// nothing is left running. So `with_timeout(group.async_join(...), d)`
-    /// stops the work at the deadline.
+    /// **Cancellation**: terminal or partial, through the handler's cancellation
+    /// slot, cancels the whole group, and the join still waits for the tasks to
+    /// end: nothing is left running. So `with_timeout(group.async_join(...), d)`
+    /// stops the work at the deadline. Total cancellation (no side effects
+    /// allowed) cannot be honoured and is ignored.
     ///
     /// The handler runs on its associated executor (by default the group's),
     /// never inside this call. Several joins may wait at once.

@@ -72,7 +72,15 @@ public:
         if (ec) {
             state->tasks.done();
         } else {
-            state->start(std::move(factory_), std::move(slot));
+            try {
+                state->start(std::move(factory_), std::move(slot));
+            } catch (...) {
+                // Out of memory, or a throwing move of the factory: not a reason
+                // to take down the thread running this handler. The task, already
+                // uncounted by its completion's destructor, fails the group.
+                state->fail(std::current_exception());
+                ec = asio::error::operation_aborted;
+            }
         }
         self.complete(ec);
     }
@@ -97,7 +105,10 @@ public:
 
     void operator()(asio::cancellation_type type) const
     {
-        if (type == asio::cancellation_type::none) {
+        // Cancelling the group has side effects, so total cancellation, which
+        // promises none, is not supported.
+        if ((type & (asio::cancellation_type::terminal | asio::cancellation_type::partial)) ==
+            asio::cancellation_type::none) {
             return;
         }
         if (auto group = group_.lock()) {

@@ -87,11 +87,20 @@ public:
         slots.close();
     }
 
-    /// A task ended with `e` (null: it returned): the first failure cancels the rest.
+    /// A task failed with `e` (or starting it did): the first failure cancels the rest.
+    void fail(std::exception_ptr e)
+    {
+        if (failure->record(std::move(e))) {
+            cancel_all();
+        }
+    }
+
+    /// A task ended with `e` (null: it returned). Out of memory while cancelling
+    /// the others terminates, as it does when Asio cannot post a handler.
     void task_ended(std::exception_ptr e) noexcept
     {
-        if (e && failure->record(std::move(e))) {
-            cancel_all();
+        if (e) {
+            fail(std::move(e));
         }
         running.fetch_sub(1, std::memory_order_relaxed);
     }
@@ -115,7 +124,8 @@ private:
                                                            std::size_t limit)
     {
         using io_executor = asio::io_context::executor_type;
-        if (ex.target<asio::strand<io_executor>>() != nullptr) {
+        if (ex.target<asio::strand<io_executor>>() != nullptr ||
+            ex.target<asio::strand<asio::any_io_executor>>() != nullptr) {
             return {ex};
         }
         std::size_t count = std::max(2u * std::thread::hardware_concurrency(), 2u);
