@@ -6,6 +6,7 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/bind_executor.hpp>
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/deferred.hpp>
@@ -764,4 +765,28 @@ TEST_CASE("total cancellation of a join is ignored: it cannot be honoured withou
     io.poll();
     CHECK(join.completions == 1);
     CHECK_FALSE(join.failure);
+}
+
+TEST_CASE("async_spawn with a free slot completes after the call, on the handler's executor",
+          "[core][task_group]")
+{
+    asio::io_context io;
+    asio::io_context other;
+    tame::task_group group{io};
+    spawn_result spawned;
+    bool on_other = false;
+
+    group.async_spawn([]() -> asio::awaitable<void> { co_return; },
+                      asio::bind_executor(other, [&](error_code ec) {
+                          on_other = other.get_executor().running_in_this_thread();
+                          spawned.handler()(ec);
+                      }));
+    CHECK(spawned.completions == 0);
+    io.poll();
+    CHECK(spawned.completions == 0);
+    other.poll();
+
+    CHECK(spawned.completions == 1);
+    CHECK_FALSE(spawned.ec);
+    CHECK(on_other);
 }

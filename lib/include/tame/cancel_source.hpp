@@ -3,6 +3,7 @@
 #include <tame/detail/bound_operation.hpp>
 #include <tame/detail/cancel_registry.hpp>
 #include <tame/detail/config.hpp>
+#include <tame/detail/wrapping_async_result.hpp>
 
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/cancellation_type.hpp>
@@ -101,20 +102,6 @@ private:
 
 template <class Token, class... Signatures>
 struct boost::asio::async_result<tame::cancel_source_binder<Token>, Signatures...>
-    : boost::asio::async_result<Token, Signatures...> {
-    template <class Initiation>
-    using wrapped = tame::detail::initiate_bound_to_source<std::decay_t<Initiation>>;
-
-    // The return type is spelled out so that checking a token (Asio's concepts do,
-    // with an archetype initiation) does not instantiate the body.
-    template <class Initiation, class RawToken, class... Args>
-    static auto initiate(Initiation&& initiation, RawToken&& token, Args&&... args)
-        -> decltype(boost::asio::async_result<Token, Signatures...>::initiate(
-            std::declval<wrapped<Initiation>>(), std::declval<Token>(),
-            std::declval<Args>()...))
-    {
-        return boost::asio::async_result<Token, Signatures...>::initiate(
-            wrapped<Initiation>{std::forward<Initiation>(initiation), token.source},
-            std::forward<RawToken>(token).token, std::forward<Args>(args)...);
-    }
+    : tame::detail::wrapping_async_result<tame::detail::initiate_bound_to_source, Token,
+                                          Signatures...> {
 };

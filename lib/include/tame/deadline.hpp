@@ -2,6 +2,7 @@
 
 #include <tame/detail/config.hpp>
 #include <tame/detail/deadline_handler.hpp>
+#include <tame/detail/wrapping_async_result.hpp>
 #include <tame/error.hpp>
 
 #include <boost/asio/as_tuple.hpp>
@@ -134,21 +135,6 @@ asio::awaitable<T, Executor> with_timeout(asio::awaitable<T, Executor> op,
 
 template <class Token, class Clock, class... Signatures>
 struct boost::asio::async_result<tame::cancel_at_t<Token, Clock>, Signatures...>
-    : boost::asio::async_result<Token, Signatures...> {
-    template <class Initiation>
-    using wrapped = tame::detail::initiate_with_deadline<std::decay_t<Initiation>, Clock>;
-
-    // The return type is spelled out so that checking a token (Asio's concepts do,
-    // with an archetype initiation) does not instantiate the body.
-    template <class Initiation, class RawToken, class... Args>
-    static auto initiate(Initiation&& initiation, RawToken&& token, Args&&... args)
-        -> decltype(boost::asio::async_result<Token, Signatures...>::initiate(
-            std::declval<wrapped<Initiation>>(), std::declval<Token>(),
-            std::declval<Args>()...))
-    {
-        return boost::asio::async_result<Token, Signatures...>::initiate(
-            wrapped<Initiation>{std::forward<Initiation>(initiation), token.deadline, token.type,
-                                token.expired},
-            std::forward<RawToken>(token).token, std::forward<Args>(args)...);
-    }
+    : tame::detail::wrapping_async_result<tame::detail::deadline_initiation<Clock>::template type,
+                                          Token, Signatures...> {
 };

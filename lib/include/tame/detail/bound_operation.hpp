@@ -108,8 +108,10 @@ private:
 template <class Initiation>
 class initiate_bound_to_source {
 public:
-    initiate_bound_to_source(Initiation initiation, std::shared_ptr<cancel_source_state> source)
-        : initiation_{std::move(initiation)}, source_{std::move(source)}
+    /// `binder` is a cancel_source_binder: only its source is kept.
+    template <class Binder>
+    initiate_bound_to_source(Initiation initiation, const Binder& binder)
+        : initiation_{std::move(initiation)}, source_{binder.source}
     {
     }
 

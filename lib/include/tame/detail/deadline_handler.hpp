@@ -72,9 +72,13 @@ private:
 template <class Initiation, class Clock>
 class initiate_with_deadline {
 public:
-    initiate_with_deadline(Initiation initiation, typename Clock::time_point deadline,
-                           asio::cancellation_type type, bool* expired)
-        : initiation_{std::move(initiation)}, deadline_{deadline}, type_{type}, expired_{expired}
+    /// `adapter` is a cancel_at_t: its deadline, type and expiry flag are kept.
+    template <class Adapter>
+    initiate_with_deadline(Initiation initiation, const Adapter& adapter)
+        : initiation_{std::move(initiation)},
+          deadline_{adapter.deadline},
+          type_{adapter.type},
+          expired_{adapter.expired}
     {
     }
 
@@ -102,6 +106,13 @@ private:
     typename Clock::time_point deadline_;
     asio::cancellation_type type_;
     bool* expired_;
+};
+
+/// initiate_with_deadline on `Clock`, as a template of the initiation alone.
+template <class Clock>
+struct deadline_initiation {
+    template <class Initiation>
+    using type = initiate_with_deadline<Initiation, Clock>;
 };
 
 } // namespace tame::detail

@@ -5,12 +5,14 @@
 #include <tame/error.hpp>
 #include <tame/permit.hpp>
 
+#include <boost/asio/append.hpp>
 #include <boost/asio/associated_cancellation_slot.hpp>
 #include <boost/asio/associator.hpp>
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/cancellation_state.hpp>
 #include <boost/asio/cancellation_type.hpp>
 #include <boost/asio/error.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/system/system_error.hpp>
 
 #include <exception>
@@ -20,8 +22,8 @@
 namespace tame::detail {
 
 /// The steps of task_group::async_spawn (an asio::async_compose implementation):
-/// count the spawn, wait for a slot, start the task unless the group has been
-/// cancelled meanwhile.
+/// count the spawn, take a free slot or wait for one, start the task unless the
+/// group has been cancelled meanwhile, complete.
 template <class Factory>
 class spawn_op {
 public:
@@ -33,18 +35,27 @@ public:
     template <class Self>
     void operator()(Self& self)
     {
-        // The wait for a slot is cancellable like any acquire: every type.
-        self.reset_cancellation_state(asio::enable_total_cancellation());
         // Counted before it can complete: a join must not finish between the
-        // grant of a slot and the start of the task.
-        // If the wait cannot start, the moved copy of this object that `self`
-        // holds uncounts the spawn as it is destroyed.
+        // grant of a slot and the start of the task. If the wait cannot start,
+        // the moved copy of this object that `self` holds uncounts the spawn as
+        // it is destroyed.
         state_->tasks.add();
         counted_ = true;
-        // Not bound to the group's cancel_source: the group closes `slots` when
-        // it is cancelled, which fails this wait from any thread, whereas a
-        // cancellation slot may only be used on the spawner's executor.
         task_group_state& state = *state_; // the group holds it during this call
+        // A free slot: start at once, and only post the completion (it must not
+        // run inside async_spawn).
+        if (!state.cancel.cancelled()) {
+            if (permit slot = state.slots.try_acquire()) {
+                decide(error_code{}, std::move(slot));
+                asio::post(asio::append(std::move(self), error_code{}, permit{}));
+                return;
+            }
+        }
+        // The wait for a slot is cancellable like any acquire: every type. It is
+        // not bound to the group's cancel_source: the group closes `slots` when
+        // it is cancelled, which fails the wait from any thread, whereas a
+        // cancellation slot may only be used on the spawner's executor.
+        self.reset_cancellation_state(asio::enable_total_cancellation());
         state.slots.async_acquire(std::move(self));
     }
 
@@ -62,6 +73,16 @@ public:
 
     template <class Self>
     void operator()(Self& self, error_code ec, permit slot)
+    {
+        if (state_) { // else decided when the spawn was made
+            decide(ec, std::move(slot));
+        }
+        self.complete(outcome_);
+    }
+
+private:
+    /// Starts the task with the slot `ec` says was granted, or uncounts the spawn.
+    void decide(error_code ec, permit slot)
     {
         // closed: the group was cancelled while this spawn waited, or before;
         // a slot granted just before is given back.
@@ -82,13 +103,13 @@ public:
                 ec = asio::error::operation_aborted;
             }
         }
-        self.complete(ec);
+        outcome_ = ec;
     }
 
-private:
     std::shared_ptr<task_group_state> state_; // null once moved from or decided
     Factory factory_;
     bool counted_ = false;
+    error_code outcome_;
 };
 
 /// Lives in a join's cancellation slot: cancelling the join cancels the group,
