@@ -22,9 +22,11 @@
 namespace tame {
 
 /// A function object that starts a task: called once, with no arguments, it
-/// returns the task's coroutine.
+/// returns the task's coroutine. It must move without throwing (lambdas do,
+/// unless they capture something that does not): a spawn moves it along its
+/// steps, and a throw halfway could not be told apart from a task not started.
 template <class F>
-concept task_factory = std::move_constructible<std::decay_t<F>> &&
+concept task_factory = std::is_nothrow_move_constructible_v<std::decay_t<F>> &&
                        std::same_as<std::invoke_result_t<std::decay_t<F>&>, asio::awaitable<void>>;
 
 /// Structured concurrency for coroutines: Go's errgroup with SetLimit.

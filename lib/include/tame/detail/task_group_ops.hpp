@@ -96,9 +96,9 @@ private:
             try {
                 state->start(std::move(factory_), std::move(slot));
             } catch (...) {
-                // Out of memory, or a throwing move of the factory: not a reason
-                // to take down the thread running this handler. The task, already
-                // uncounted by its completion's destructor, fails the group.
+                // Out of memory: not a reason to take down the thread running
+                // this handler. The task, already uncounted by its completion's
+                // destructor, fails the group.
                 state->fail(std::current_exception());
                 ec = asio::error::operation_aborted;
             }
