@@ -790,3 +790,23 @@ TEST_CASE("async_spawn with a free slot completes after the call, on the handler
     CHECK_FALSE(spawned.ec);
     CHECK(on_other);
 }
+
+namespace {
+
+struct throwing_move_factory {
+    throwing_move_factory() = default;
+    throwing_move_factory(throwing_move_factory&&) noexcept(false) {}
+    asio::awaitable<void> operator()() { co_return; }
+};
+
+} // namespace
+
+TEST_CASE("a task factory must move without throwing and return awaitable<void>",
+          "[core][task_group]")
+{
+    auto task = []() -> asio::awaitable<void> { co_return; };
+    auto wrong_result = []() -> asio::awaitable<int> { co_return 1; };
+    STATIC_REQUIRE(tame::task_factory<decltype(task)>);
+    STATIC_REQUIRE_FALSE(tame::task_factory<throwing_move_factory>);
+    STATIC_REQUIRE_FALSE(tame::task_factory<decltype(wrong_result)>);
+}
