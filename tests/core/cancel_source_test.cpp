@@ -2,6 +2,7 @@
 
 #include <tame/semaphore.hpp>
 #include <tame_test/acquire_result.hpp>
+#include <tame_test/error_code_record.hpp>
 #include <tame_test/probe_operation.hpp>
 
 #include <boost/asio/bind_cancellation_slot.hpp>
@@ -31,32 +32,15 @@ namespace asio = boost::asio;
 using namespace std::chrono_literals;
 using tame::error_code;
 using tame_test::acquire_result;
+using tame_test::error_code_record;
 using tame_test::record;
-
-namespace {
-
-/// A timer wait that records how it ended.
-struct timer_wait {
-    int completions = 0;
-    error_code ec;
-
-    auto handler()
-    {
-        return [this](error_code e) {
-            ++completions;
-            ec = e;
-        };
-    }
-};
-
-} // namespace
 
 TEST_CASE("emit cancels a bound timer wait", "[core][cancel_source]")
 {
     asio::io_context io;
     tame::cancel_source source;
     asio::steady_timer timer{io, 1h};
-    timer_wait wait;
+    error_code_record wait;
 
     timer.async_wait(source.bind(wait.handler()));
     io.poll();
@@ -75,7 +59,7 @@ TEST_CASE("emit reaches every bound operation, of every kind", "[core][cancel_so
     asio::io_context io;
     tame::cancel_source source;
     std::vector<std::unique_ptr<asio::steady_timer>> timers;
-    std::vector<timer_wait> waits(10);
+    std::vector<error_code_record> waits(10);
     for (auto& wait : waits) {
         timers.push_back(std::make_unique<asio::steady_timer>(io, 1h));
         timers.back()->async_wait(source.bind(wait.handler()));
@@ -107,7 +91,7 @@ TEST_CASE("an operation bound after emit is cancelled as soon as it starts", "[c
     tame::cancel_source source;
     source.emit();
     asio::steady_timer timer{io, 1h};
-    timer_wait wait;
+    error_code_record wait;
 
     timer.async_wait(source.bind(wait.handler()));
     CHECK(wait.completions == 0); // never inside the initiating call
@@ -124,7 +108,7 @@ TEST_CASE("an operation that completes before emit is left alone and leaves the 
     asio::io_context io;
     tame::cancel_source source;
     asio::steady_timer timer{io, 0s};
-    timer_wait wait;
+    error_code_record wait;
 
     timer.async_wait(source.bind(wait.handler()));
     REQUIRE(source.bound() == 1);
@@ -179,7 +163,7 @@ TEST_CASE("copies of a cancel_source share one signal", "[core][cancel_source]")
     tame::cancel_source source;
     const tame::cancel_source copy = source;
     asio::steady_timer timer{io, 1h};
-    timer_wait wait;
+    error_code_record wait;
     timer.async_wait(copy.bind(wait.handler()));
 
     source.emit();
@@ -196,7 +180,7 @@ TEST_CASE("a child source is cancelled with its parent", "[core][cancel_source]"
     tame::cancel_source child = parent.make_child();
     tame::cancel_source grandchild = child.make_child();
     asio::steady_timer timer{io, 1h};
-    timer_wait wait;
+    error_code_record wait;
     timer.async_wait(grandchild.bind(wait.handler()));
 
     parent.emit();
@@ -214,8 +198,8 @@ TEST_CASE("a child source can be cancelled without its parent", "[core][cancel_s
     tame::cancel_source child = parent.make_child();
     asio::steady_timer parent_timer{io, 1h};
     asio::steady_timer child_timer{io, 1h};
-    timer_wait parent_wait;
-    timer_wait child_wait;
+    error_code_record parent_wait;
+    error_code_record child_wait;
     parent_timer.async_wait(parent.bind(parent_wait.handler()));
     child_timer.async_wait(child.bind(child_wait.handler()));
 
@@ -316,7 +300,7 @@ TEST_CASE("bind works with deferred", "[core][cancel_source]")
     asio::io_context io;
     tame::cancel_source source;
     asio::steady_timer timer{io, 1h};
-    timer_wait wait;
+    error_code_record wait;
 
     auto op = timer.async_wait(source.bind(asio::deferred));
     CHECK(source.bound() == 0); // deferred: nothing has started yet
@@ -334,7 +318,7 @@ TEST_CASE("the caller's own cancellation slot still reaches a bound operation",
     tame::cancel_source source;
     asio::cancellation_signal caller;
     asio::steady_timer timer{io, 1h};
-    timer_wait wait;
+    error_code_record wait;
     timer.async_wait(source.bind(asio::bind_cancellation_slot(caller.slot(), wait.handler())));
     io.poll();
 

@@ -2,6 +2,7 @@
 
 #include <tame/deadline.hpp>
 #include <tame/semaphore.hpp>
+#include <tame_test/error_code_record.hpp>
 #include <tame_test/manual_clock.hpp>
 
 #include <boost/asio/as_tuple.hpp>
@@ -32,6 +33,7 @@
 namespace asio = boost::asio;
 using namespace std::chrono_literals;
 using tame::error_code;
+using tame_test::error_code_record;
 using tame_test::manual_clock;
 
 namespace {
@@ -92,20 +94,6 @@ struct join_result {
         } catch (...) {
         }
         return {};
-    }
-};
-
-/// How a spawn ended.
-struct spawn_result {
-    int completions = 0;
-    error_code ec;
-
-    auto handler()
-    {
-        return [this](error_code e) {
-            ++completions;
-            ec = e;
-        };
     }
 };
 
@@ -198,9 +186,9 @@ TEST_CASE("at the limit, async_spawn waits for a task to end", "[core][task_grou
         ++started;
         co_await door.pass();
     };
-    spawn_result first;
-    spawn_result second;
-    spawn_result third;
+    error_code_record first;
+    error_code_record second;
+    error_code_record third;
     group.async_spawn(task, first.handler());
     group.async_spawn(task, second.handler());
     group.async_spawn(task, third.handler());
@@ -264,7 +252,7 @@ TEST_CASE("try_spawn does not jump the queue of waiting spawns", "[core][task_gr
         };
     };
     REQUIRE(group.try_spawn(task(1)));
-    spawn_result waiting;
+    error_code_record waiting;
     group.async_spawn(task(2), waiting.handler());
     io.poll();
     door.open();
@@ -316,14 +304,14 @@ TEST_CASE("after a failure the group starts no more tasks", "[core][task_group]"
         co_await door.pass();
         throw std::runtime_error{"boom"};
     });
-    spawn_result waiting;
+    error_code_record waiting;
     group.async_spawn(late_task, waiting.handler());
     io.poll();
     REQUIRE(waiting.completions == 0);
 
     door.open();
     io.poll();
-    spawn_result after;
+    error_code_record after;
     group.async_spawn(late_task, after.handler());
     io.restart();
     io.poll();
@@ -338,7 +326,7 @@ TEST_CASE("an exception from the task factory itself is the task's failure", "[c
 {
     asio::io_context io;
     tame::task_group group{io};
-    spawn_result spawn;
+    error_code_record spawn;
     group.async_spawn([]() -> asio::awaitable<void> { throw std::invalid_argument{"no such id"}; },
                       spawn.handler());
     join_result join;
@@ -356,7 +344,7 @@ TEST_CASE("cancel reaches running tasks and waiting spawns", "[core][task_group]
     tame::task_group group{io, 1};
     std::optional<error_code> sleeper_ended;
     group.try_spawn(sleeper(sleeper_ended));
-    spawn_result waiting;
+    error_code_record waiting;
     group.async_spawn(sleeper(sleeper_ended), waiting.handler());
     join_result join;
     group.async_join(join.handler());
@@ -381,7 +369,7 @@ TEST_CASE("cancelling a waiting spawn leaves the group and its tasks alone", "[c
         ran = true;
     });
     asio::cancellation_signal signal;
-    spawn_result waiting;
+    error_code_record waiting;
     group.async_spawn([]() -> asio::awaitable<void> { co_return; },
                       asio::bind_cancellation_slot(signal.slot(), waiting.handler()));
     io.poll();
@@ -526,7 +514,7 @@ TEST_CASE("async_spawn and async_join work with deferred and use_future", "[core
     }, asio::deferred);
     io.poll();
     CHECK(ran == 0); // deferred: not started yet
-    spawn_result spawned;
+    error_code_record spawned;
     std::move(spawn)(spawned.handler());
     std::future<void> joined = group.async_join(asio::use_future);
 
@@ -579,7 +567,7 @@ TEST_CASE("destroying a group with tasks in flight cancels them, and they end",
 {
     asio::io_context io;
     std::optional<error_code> sleeper_ended;
-    spawn_result waiting;
+    error_code_record waiting;
     {
         tame::task_group group{io, 1};
         group.try_spawn(sleeper(sleeper_ended));
@@ -773,7 +761,7 @@ TEST_CASE("async_spawn with a free slot completes after the call, on the handler
     asio::io_context io;
     asio::io_context other;
     tame::task_group group{io};
-    spawn_result spawned;
+    error_code_record spawned;
     bool on_other = false;
 
     group.async_spawn([]() -> asio::awaitable<void> { co_return; },
