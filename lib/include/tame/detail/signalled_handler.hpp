@@ -86,6 +86,24 @@ private:
     asio::associated_cancellation_slot_t<Handler> outer_slot_;
 };
 
+/// The body of an asio::associator specialisation for a handler wrapper with an
+/// `inner()` handler: every associated property is the inner handler's, except
+/// those the wrapper names itself through a member type (Asio looks there first:
+/// that is how a wrapper gives its own cancellation slot).
+template <template <class, class> class Associator, class Wrapper, class Handler, class Default>
+struct inner_associator : Associator<Handler, Default> {
+    static typename Associator<Handler, Default>::type get(const Wrapper& h) noexcept
+    {
+        return Associator<Handler, Default>::get(h.inner());
+    }
+
+    static auto get(const Wrapper& h, const Default& d) noexcept
+        -> decltype(Associator<Handler, Default>::get(h.inner(), d))
+    {
+        return Associator<Handler, Default>::get(h.inner(), d);
+    }
+};
+
 /// Stands in for the executor of an initiation that offers none.
 struct no_executor {
 };
@@ -116,16 +134,6 @@ auto completion_executor_of(const Handler& handler, const Initiation& initiation
 // (which signalled_handler names itself) is the caller's handler's.
 template <template <class, class> class Associator, class Handler, class State, class Default>
 struct boost::asio::associator<Associator, tame::detail::signalled_handler<Handler, State>, Default>
-    : Associator<Handler, Default> {
-    static typename Associator<Handler, Default>::type
-    get(const tame::detail::signalled_handler<Handler, State>& h) noexcept
-    {
-        return Associator<Handler, Default>::get(h.inner());
-    }
-
-    static auto get(const tame::detail::signalled_handler<Handler, State>& h,
-                    const Default& d) noexcept -> decltype(Associator<Handler, Default>::get(h.inner(), d))
-    {
-        return Associator<Handler, Default>::get(h.inner(), d);
-    }
+    : tame::detail::inner_associator<Associator, tame::detail::signalled_handler<Handler, State>,
+                                     Handler, Default> {
 };

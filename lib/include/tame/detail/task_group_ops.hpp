@@ -1,6 +1,7 @@
 #pragma once
 
 #include <tame/detail/config.hpp>
+#include <tame/detail/signalled_handler.hpp>
 #include <tame/detail/task_group_state.hpp>
 #include <tame/error.hpp>
 #include <tame/permit.hpp>
@@ -201,16 +202,6 @@ private:
 // Every associated property of a join's handler except its cancellation slot.
 template <template <class, class> class Associator, class Handler, class Default>
 struct boost::asio::associator<Associator, tame::detail::join_completion<Handler>, Default>
-    : Associator<Handler, Default> {
-    static typename Associator<Handler, Default>::type
-    get(const tame::detail::join_completion<Handler>& h) noexcept
-    {
-        return Associator<Handler, Default>::get(h.inner());
-    }
-
-    static auto get(const tame::detail::join_completion<Handler>& h, const Default& d) noexcept
-        -> decltype(Associator<Handler, Default>::get(h.inner(), d))
-    {
-        return Associator<Handler, Default>::get(h.inner(), d);
-    }
+    : tame::detail::inner_associator<Associator, tame::detail::join_completion<Handler>, Handler,
+                                     Default> {
 };
