@@ -147,16 +147,7 @@ public:
     template <task_factory F>
     bool try_spawn(F&& f)
     {
-        if (state_->cancel.cancelled()) {
-            return false;
-        }
-        permit slot = state_->slots.try_acquire();
-        if (!slot) {
-            return false;
-        }
-        state_->tasks.add();
-        state_->start(std::forward<F>(f), std::move(slot));
-        return true;
+        return state_->try_start(std::forward<F>(f));
     }
 
     /// Waits until every task (and every spawn still waiting for a slot) has

@@ -36,22 +36,20 @@ public:
     template <class Self>
     void operator()(Self& self)
     {
-        // Counted before it can complete: a join must not finish between the
-        // grant of a slot and the start of the task. If the wait cannot start,
-        // the moved copy of this object that `self` holds uncounts the spawn as
-        // it is destroyed.
-        state_->tasks.add();
-        counted_ = true;
         task_group_state& state = *state_; // the group holds it during this call
-        // A free slot: start at once, and only post the completion (it must not
-        // run inside async_spawn).
-        if (!state.cancel.cancelled()) {
-            if (permit slot = state.slots.try_acquire()) {
-                decide(error_code{}, std::move(slot));
-                asio::post(asio::append(std::move(self), error_code{}, permit{}));
-                return;
-            }
+        // A free slot: start at once, as try_spawn() does, and only post the
+        // completion (it must not run inside async_spawn).
+        if (state.try_start(std::move(factory_))) {
+            state_.reset(); // decided
+            asio::post(asio::append(std::move(self), error_code{}, permit{}));
+            return;
         }
+        // Counted before the wait: a join must not finish between the grant of
+        // a slot and the start of the task. If the wait cannot start, the moved
+        // copy of this object that `self` holds uncounts the spawn as it is
+        // destroyed.
+        state.tasks.add();
+        counted_ = true;
         // The wait for a slot is cancellable like any acquire: every type. It is
         // not bound to the group's cancel_source: the group closes `slots` when
         // it is cancelled, which fails the wait from any thread, whereas a
@@ -82,7 +80,8 @@ public:
     }
 
 private:
-    /// Starts the task with the slot `ec` says was granted, or uncounts the spawn.
+    /// After the wait: starts the task with the slot `ec` says was granted, or
+    /// uncounts the spawn.
     void decide(error_code ec, permit slot)
     {
         // closed: the group was cancelled while this spawn waited, or before;
@@ -110,7 +109,7 @@ private:
     std::shared_ptr<task_group_state> state_; // null once moved from or decided
     Factory factory_;
     bool counted_ = false;
-    error_code outcome_;
+    error_code outcome_; // clear when started at once
 };
 
 /// Lives in a join's cancellation slot: cancelling the join cancels the group,

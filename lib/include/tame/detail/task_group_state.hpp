@@ -68,10 +68,27 @@ public:
     {
     }
 
-    /// Runs `factory()` as a new task on a strand of its own, holding `slot`
-    /// until it ends. The caller has already counted it in `tasks`.
+    /// Runs `factory()` as a new task on one of the group's strands, holding
+    /// `slot` until it ends. The caller has already counted it in `tasks`.
     template <class Factory>
     void start(Factory&& factory, permit slot);
+
+    /// Starts `factory()` at once if a slot is free and the group has not been
+    /// cancelled; moves from `factory` only then. True if the task was started.
+    template <class Factory>
+    bool try_start(Factory&& factory)
+    {
+        if (cancel.cancelled()) {
+            return false;
+        }
+        permit slot = slots.try_acquire();
+        if (!slot) {
+            return false;
+        }
+        tasks.add();
+        start(std::forward<Factory>(factory), std::move(slot));
+        return true;
+    }
 
     /// Where the next task runs: one of the group's strands, in turn.
     const asio::any_io_executor& task_executor() noexcept
