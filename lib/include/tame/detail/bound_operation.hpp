@@ -72,8 +72,6 @@ public:
         detach();
     }
 
-    bool done() const noexcept { return done_.load(std::memory_order_acquire); }
-
     asio::cancellation_signal signal;
 
 private:
