@@ -12,20 +12,28 @@ wait_group_state::~wait_group_state()
 
 void wait_group_state::add(std::size_t n) noexcept
 {
-    std::lock_guard lock{mutex_};
-    count_ += n;
+    count_.fetch_add(n, std::memory_order_relaxed);
 }
 
 void wait_group_state::done() noexcept
 {
+    const std::size_t before = count_.fetch_sub(1, std::memory_order_acq_rel);
+    BOOST_ASSERT_MSG(before > 0, "tame::wait_group::done() called more often than add()");
+    if (before == 0) {
+        // With assertions off, a stray done() must not leave the count wrapped.
+        count_.fetch_add(1, std::memory_order_relaxed);
+        return;
+    }
+    if (before != 1) {
+        return;
+    }
     intrusive_list<wait_group_waiter> ready;
     {
         std::lock_guard lock{mutex_};
-        BOOST_ASSERT_MSG(count_ > 0, "tame::wait_group::done() called more often than add()");
-        if (count_ == 0) {
-            return; // with assertions off, a stray done() must not wrap the count
-        }
-        if (--count_ == 0) {
+        // An add() may have raised the count again since: the done() that takes
+        // it back to zero completes the waiters then. A waiter that queued
+        // under the lock after the count reached zero saw it, so it is here.
+        if (count_.load(std::memory_order_acquire) == 0) {
             take_all_locked(ready, wait_outcome::zero);
         }
     }
@@ -34,15 +42,16 @@ void wait_group_state::done() noexcept
 
 std::size_t wait_group_state::count() const noexcept
 {
-    std::lock_guard lock{mutex_};
-    return count_;
+    return count_.load(std::memory_order_acquire);
 }
 
 void wait_group_state::start(wait_group_waiter& waiter)
 {
     {
         std::lock_guard lock{mutex_};
-        if (count_ > 0) {
+        // Checked under the lock: a done() that takes the count to zero after
+        // this check takes the lock afterwards and finds this waiter queued.
+        if (count_.load(std::memory_order_acquire) > 0) {
             waiter.queued = true;
             queue_.push_back(waiter);
             return;

@@ -8,5 +8,8 @@
 #include <tame/permit.hpp>
 #include <tame/semaphore.hpp>
 #include <tame/semaphore_stats.hpp>
+#include <tame/keyed.hpp>
 #include <tame/task_group.hpp>
+#include <tame/task_pool.hpp>
+#include <tame/task_pool_options.hpp>
 #include <tame/wait_group.hpp>

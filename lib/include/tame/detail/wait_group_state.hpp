@@ -2,6 +2,7 @@
 
 #include <tame/detail/intrusive_list.hpp>
 
+#include <atomic>
 #include <cstddef>
 #include <memory>
 #include <mutex>
@@ -42,6 +43,10 @@ protected:
 };
 
 /// The shared state of a wait_group: a counter and the waiters for its zero.
+///
+/// add() and done() are one atomic operation each while nobody waits (pools
+/// count every task through here); the mutex guards only the queue, and a
+/// done() that reaches zero takes it to complete the waiters.
 class wait_group_state {
 public:
     wait_group_state() = default;
@@ -67,7 +72,7 @@ private:
     static void finish(intrusive_list<wait_group_waiter>& ready) noexcept;
 
     mutable std::mutex mutex_;
-    std::size_t count_ = 0;
+    std::atomic<std::size_t> count_{0};
     intrusive_list<wait_group_waiter> queue_;
 };
 

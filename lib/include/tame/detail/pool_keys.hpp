@@ -1,0 +1,124 @@
+#pragma once
+
+#include <tame/detail/config.hpp>
+#include <tame/semaphore.hpp>
+
+#include <boost/asio/any_io_executor.hpp>
+
+#include <cstddef>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <utility>
+
+namespace tame::detail {
+
+/// The ordering keys of a task_pool that have work: for each, a one-permit
+/// semaphore (its turn, granted in submission order) and the number of
+/// submissions that hold or wait for it. A key with none left is forgotten, so
+/// the map holds only keys with work.
+class pool_keys {
+public:
+    struct entry {
+        explicit entry(const asio::any_io_executor& ex) : turn{ex, 1} {}
+        async_semaphore turn;
+        std::size_t users = 0; // guarded by the registry's mutex
+    };
+
+    /// A submission's claim on its key: keeps the entry until released.
+    class hold {
+    public:
+        hold() noexcept = default;
+        hold(pool_keys* keys, std::string key, entry* e) noexcept
+            : keys_{keys}, key_{std::move(key)}, entry_{e}
+        {
+        }
+        hold(hold&& other) noexcept
+            : keys_{std::exchange(other.keys_, nullptr)},
+              key_{std::move(other.key_)},
+              entry_{std::exchange(other.entry_, nullptr)}
+        {
+        }
+        hold& operator=(hold&& other) noexcept
+        {
+            if (this != &other) {
+                reset();
+                keys_ = std::exchange(other.keys_, nullptr);
+                key_ = std::move(other.key_);
+                entry_ = std::exchange(other.entry_, nullptr);
+            }
+            return *this;
+        }
+        ~hold() { reset(); }
+
+        explicit operator bool() const noexcept { return entry_ != nullptr; }
+        async_semaphore& turn() const noexcept { return entry_->turn; }
+
+        void reset() noexcept
+        {
+            if (keys_ != nullptr) {
+                std::exchange(keys_, nullptr)->leave(key_);
+                entry_ = nullptr;
+            }
+        }
+
+    private:
+        pool_keys* keys_ = nullptr;
+        std::string key_;
+        entry* entry_ = nullptr;
+    };
+
+    explicit pool_keys(asio::any_io_executor ex) : executor_{std::move(ex)} {}
+
+    /// Claims `key` for one more submission.
+    hold join(const std::string& key)
+    {
+        std::lock_guard lock{mutex_};
+        auto& slot = map_[key];
+        if (!slot) {
+            slot = std::make_unique<entry>(executor_);
+            if (closed_) {
+                slot->turn.close();
+            }
+        }
+        ++slot->users;
+        return hold{this, key, slot.get()};
+    }
+
+    /// Fails the submissions waiting for their key's turn, and later ones.
+    void close() noexcept
+    {
+        std::lock_guard lock{mutex_};
+        closed_ = true;
+        for (auto& [key, e] : map_) {
+            e->turn.close();
+        }
+    }
+
+    /// Keys with work; for tests and metrics.
+    std::size_t size() const
+    {
+        std::lock_guard lock{mutex_};
+        return map_.size();
+    }
+
+private:
+    void leave(const std::string& key) noexcept
+    {
+        std::unique_ptr<entry> gone; // destroyed outside the lock
+        std::lock_guard lock{mutex_};
+        auto it = map_.find(key);
+        if (it != map_.end() && --it->second->users == 0) {
+            gone = std::move(it->second);
+            map_.erase(it);
+        }
+    }
+
+    const asio::any_io_executor executor_;
+    mutable std::mutex mutex_;
+    std::unordered_map<std::string, std::unique_ptr<entry>> map_;
+    bool closed_ = false;
+};
+
+} // namespace tame::detail

@@ -1,0 +1,235 @@
+#pragma once
+
+#include <tame/detail/config.hpp>
+#include <tame/detail/pool_keys.hpp>
+#include <tame/detail/pool_lane.hpp>
+#include <tame/detail/task_pool_state.hpp>
+#include <tame/permit.hpp>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/error.hpp>
+#include <boost/system/system_error.hpp>
+
+#include <exception>
+#include <memory>
+#include <type_traits>
+#include <utility>
+
+namespace tame::detail {
+
+/// What a pool task returns: `T` for a coroutine (`awaitable<T>`) or for a
+/// plain callable returning `T`.
+template <class R>
+struct pool_result {
+    using type = R;
+    static constexpr bool coroutine = false;
+};
+
+template <class T, class Executor>
+struct pool_result<asio::awaitable<T, Executor>> {
+    using type = T;
+    static constexpr bool coroutine = true;
+};
+
+template <class F>
+using pool_result_of = pool_result<std::invoke_result_t<std::decay_t<F>&>>;
+
+/// The task an async_* call is starting on this thread right now, if any:
+/// its handlers, when the task runs inline (co_spawn from inside the task's
+/// strand runs it up to its first suspension), must be posted, not run in the
+/// initiating call.
+inline thread_local const void* pool_initiating = nullptr;
+
+/// Marks the task being started by an initiating function, for its scope.
+class initiating_scope {
+public:
+    initiating_scope(bool initiating, const void* task) noexcept : saved_{pool_initiating}
+    {
+        if (initiating) {
+            pool_initiating = task;
+        }
+    }
+    initiating_scope(const initiating_scope&) = delete;
+    initiating_scope& operator=(const initiating_scope&) = delete;
+    ~initiating_scope() { pool_initiating = saved_; }
+
+private:
+    const void* saved_;
+};
+
+/// A running task's hold on the pool: its slot, its key's turn, its count in
+/// `tasks`, and its record. Ended once: by the task, or by its destruction
+/// when the task never ran (its io_context was destroyed).
+class pool_ticket {
+public:
+    pool_ticket(std::shared_ptr<task_pool_state> state, permit slot, permit turn,
+                pool_keys::hold key, pool_lane& lane, pool_task_record* record) noexcept
+        : state_{std::move(state)},
+          slot_{std::move(slot)},
+          turn_{std::move(turn)},
+          key_{std::move(key)},
+          lane_{&lane},
+          record_{record}
+    {
+    }
+
+    pool_ticket(pool_ticket&&) noexcept = default;
+    pool_ticket& operator=(pool_ticket&&) = delete;
+
+    ~pool_ticket()
+    {
+        if (state_) {
+            end(nullptr, false);
+        }
+    }
+
+    const asio::any_io_executor& strand() const noexcept { return lane_->strand(); }
+    pool_task_record* record() const noexcept { return record_; }
+
+    /// The task ended with `e`. Its slot goes back only after the counters are
+    /// updated, so that `running` never exceeds the capacity.
+    void end(const std::exception_ptr& e, bool report) noexcept
+    {
+        auto state = std::move(state_);
+        const bool cancelled = record_ != nullptr && record_->cancelled;
+        state->task_ended(e, cancelled, report);
+        slot_.release();
+        turn_.release();
+        key_.reset();
+        if (record_ != nullptr) {
+            lane_->finish(*record_);
+        }
+        state->tasks.done();
+    }
+
+private:
+    std::shared_ptr<task_pool_state> state_; // null once ended
+    permit slot_;
+    permit turn_;
+    pool_keys::hold key_;
+    pool_lane* lane_;
+    pool_task_record* record_; // null for a plain callable
+};
+
+/// The function co_spawn calls, on the task's strand, to begin a coroutine
+/// task: it tells the submitter the task has started, then makes the
+/// coroutine, unless the task was cancelled before it could begin.
+template <class Factory, class Starter>
+class pool_coroutine_start {
+public:
+    pool_coroutine_start(Factory factory, Starter starter, pool_task_record& record) noexcept
+        : factory_{std::move(factory)}, starter_{std::move(starter)}, record_{&record}
+    {
+    }
+
+    auto operator()()
+    {
+        starter_.started(pool_initiating == record_);
+        if (!pool_lane::begin(*record_)) {
+            throw boost::system::system_error{asio::error::operation_aborted};
+        }
+        return factory_();
+    }
+
+private:
+    Factory factory_;
+    Starter starter_;
+    pool_task_record* record_;
+};
+
+/// The completion handler of a coroutine task's co_spawn: runs on the task's
+/// strand and gives the task's cancellation slot (its record's signal).
+template <class Ending, class... Result>
+class pool_coroutine_end {
+public:
+    using executor_type = asio::any_io_executor;
+    using cancellation_slot_type = asio::cancellation_slot;
+
+    pool_coroutine_end(pool_ticket ticket, Ending ending) noexcept
+        : ticket_{std::move(ticket)}, ending_{std::move(ending)}
+    {
+    }
+
+    executor_type get_executor() const noexcept { return ticket_.strand(); }
+
+    cancellation_slot_type get_cancellation_slot() const noexcept
+    {
+        return ticket_.record()->signal.slot();
+    }
+
+    void operator()(std::exception_ptr e, Result... result)
+    {
+        const bool inline_start = pool_initiating == ticket_.record();
+        ticket_.end(e, Ending::reports_exceptions);
+        ending_.finished(inline_start, std::move(e), std::move(result)...);
+    }
+
+private:
+    pool_ticket ticket_;
+    Ending ending_;
+};
+
+/// A plain callable as a pool task: posted to its strand, where it runs to its end.
+template <class F, class Starter, class Ending>
+class pool_plain_task {
+public:
+    pool_plain_task(F f, Starter starter, Ending ending, pool_ticket ticket) noexcept
+        : f_{std::move(f)},
+          starter_{std::move(starter)},
+          ending_{std::move(ending)},
+          ticket_{std::move(ticket)}
+    {
+    }
+
+    /// Runs `f` first: for a plain callable, starting is running, and the
+    /// submitter hears of it once that is done.
+    void operator()()
+    {
+        using result_type = std::invoke_result_t<F&>;
+        std::exception_ptr e;
+        if constexpr (std::is_void_v<result_type>) {
+            try {
+                f_();
+            } catch (...) {
+                e = std::current_exception();
+            }
+            ticket_.end(e, Ending::reports_exceptions);
+            starter_.started(false);
+            ending_.finished(false, std::move(e));
+        } else {
+            result_type result{};
+            try {
+                result = f_();
+            } catch (...) {
+                e = std::current_exception();
+            }
+            ticket_.end(e, Ending::reports_exceptions);
+            starter_.started(false);
+            ending_.finished(false, std::move(e), std::move(result));
+        }
+    }
+
+private:
+    F f_;
+    Starter starter_;
+    Ending ending_;
+    pool_ticket ticket_;
+};
+
+/// Starter and Ending for a task nobody waits for (try_submit), or the half of
+/// an operation that has nothing to say at that point.
+struct no_start {
+    void started(bool) noexcept {}
+};
+
+struct no_ending {
+    static constexpr bool reports_exceptions = true;
+    template <class... Args>
+    void finished(bool, Args&&...) noexcept
+    {
+    }
+};
+
+} // namespace tame::detail

@@ -1,0 +1,228 @@
+#pragma once
+
+#include <tame/detail/config.hpp>
+#include <tame/detail/pool_keys.hpp>
+#include <tame/detail/pool_lane.hpp>
+#include <tame/semaphore.hpp>
+#include <tame/task_pool_options.hpp>
+#include <tame/wait_group.hpp>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/error.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/system/system_error.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <thread>
+#include <utility>
+#include <vector>
+
+namespace tame::detail {
+
+/// Writes a task's exception to stderr: the default on_exception. Compiled.
+void log_task_exception(std::exception_ptr e) noexcept;
+
+/// True if `e` is the operation_aborted a cancelled await throws.
+inline bool is_operation_aborted(const std::exception_ptr& e) noexcept
+{
+    try {
+        std::rethrow_exception(e);
+    } catch (const boost::system::system_error& error) {
+        return error.code() == asio::error::operation_aborted;
+    } catch (...) {
+        return false;
+    }
+}
+
+/// The shared state of a task_pool, owned by the pool and by every task and
+/// submission in flight, so that they may outlive the pool.
+///
+/// - `slots` admits tasks: one permit per running task, `capacity` in all.
+/// - `tasks` counts running tasks and submissions not yet decided; drains wait on it.
+/// - `keys` orders keyed submissions.
+/// - `lanes` are the strands tasks run on; cancel_all() sweeps each of them.
+class task_pool_state : public std::enable_shared_from_this<task_pool_state> {
+public:
+    task_pool_state(const asio::any_io_executor& ex, const task_pool_options& options)
+        : executor{ex},
+          slots{ex, options.capacity},
+          tasks{ex},
+          keys{ex},
+          max_waiting{options.max_waiting},
+          on_exception{options.on_exception ? options.on_exception : log_task_exception},
+          lanes_{make_lanes(ex, options)}
+    {
+    }
+
+    /// The lane the next task runs on, in turn.
+    pool_lane& next_lane() noexcept
+    {
+        const std::size_t turn = next_lane_.fetch_add(1, std::memory_order_relaxed);
+        return *lanes_[turn % lanes_.size()];
+    }
+
+    /// A submitter is about to wait; false (and counted as rejected) when
+    /// `max_waiting` already do.
+    bool enter_waiting() noexcept
+    {
+        std::size_t now = waiting.load(std::memory_order_relaxed);
+        do {
+            if (now >= max_waiting) {
+                rejected.fetch_add(1, std::memory_order_relaxed);
+                return false;
+            }
+        } while (!waiting.compare_exchange_weak(now, now + 1, std::memory_order_relaxed));
+        return true;
+    }
+
+    void leave_waiting() noexcept { waiting.fetch_sub(1, std::memory_order_relaxed); }
+
+    /// Refuses new work, and fails the submitters that wait.
+    void close() noexcept
+    {
+        closed.store(true, std::memory_order_release);
+        slots.close();
+        keys.close();
+    }
+
+    bool is_closed() const noexcept { return closed.load(std::memory_order_acquire); }
+
+    /// Cancels every task started before this call, on its own strand.
+    void cancel_all()
+    {
+        const std::uint64_t epoch = cancel_epoch.fetch_add(1, std::memory_order_acq_rel) + 1;
+        for (const auto& lane : lanes_) {
+            post_sweep(*lane, epoch);
+        }
+    }
+
+    /// The starter's last step (see pool_lane::link).
+    void link(pool_lane& lane, pool_task_record& task)
+    {
+        if (const std::uint64_t missed = lane.link(task)) {
+            post_sweep(lane, missed);
+        }
+    }
+
+    /// Cancels one task from any thread (a cancelled async_run), on its strand.
+    void cancel_one(pool_lane& lane, pool_task_record& task, asio::cancellation_type type)
+    {
+        if (!lane.retain(task)) {
+            return; // it has ended
+        }
+        asio::post(lane.strand(), [self = shared_from_this(), &lane, &task, type] {
+            pool_lane::cancel(task, type);
+            lane.release(task);
+        });
+    }
+
+    void task_started() noexcept
+    {
+        running.fetch_add(1, std::memory_order_relaxed);
+        submitted.fetch_add(1, std::memory_order_relaxed);
+    }
+
+    /// A task ended with `e` (null: it returned). `cancelled`: the pool had
+    /// cancelled it. `report`: an exception goes to on_exception.
+    void task_ended(const std::exception_ptr& e, bool cancelled, bool report) noexcept
+    {
+        running.fetch_sub(1, std::memory_order_relaxed);
+        if (!e) {
+            completed.fetch_add(1, std::memory_order_relaxed);
+            return;
+        }
+        if (cancelled && is_operation_aborted(e)) {
+            this->cancelled.fetch_add(1, std::memory_order_relaxed);
+            return;
+        }
+        failed.fetch_add(1, std::memory_order_relaxed);
+        if (report) {
+            try {
+                on_exception(e);
+            } catch (...) { // documented: dropped
+            }
+        }
+    }
+
+    task_pool_stats stats() const noexcept
+    {
+        task_pool_stats s;
+        s.capacity = slots.capacity();
+        s.running = running.load(std::memory_order_relaxed);
+        s.waiting = waiting.load(std::memory_order_relaxed);
+        s.submitted = submitted.load(std::memory_order_relaxed);
+        s.completed = completed.load(std::memory_order_relaxed);
+        s.failed = failed.load(std::memory_order_relaxed);
+        s.cancelled = cancelled.load(std::memory_order_relaxed);
+        s.rejected = rejected.load(std::memory_order_relaxed);
+        return s;
+    }
+
+    std::size_t lane_count() const noexcept { return lanes_.size(); }
+
+    const asio::any_io_executor executor;
+    async_semaphore slots;
+    wait_group tasks;
+    pool_keys keys;
+    const std::size_t max_waiting;
+    const std::function<void(std::exception_ptr)> on_exception;
+
+    std::atomic<bool> closed{false};
+    std::atomic<std::uint64_t> cancel_epoch{0};
+    std::atomic<std::size_t> running{0};
+    std::atomic<std::size_t> waiting{0};
+    std::atomic<std::uint64_t> submitted{0};
+    std::atomic<std::uint64_t> completed{0};
+    std::atomic<std::uint64_t> failed{0};
+    std::atomic<std::uint64_t> cancelled{0};
+    std::atomic<std::uint64_t> rejected{0};
+
+private:
+    void post_sweep(pool_lane& lane, std::uint64_t epoch)
+    {
+        asio::post(lane.strand(),
+                   [self = shared_from_this(), &lane, epoch] { lane.sweep(epoch); });
+    }
+
+    /// The strands tasks run on, made up front: making a strand costs more than
+    /// a short task. A pool on a strand runs every task there.
+    static std::vector<std::unique_ptr<pool_lane>> make_lanes(const asio::any_io_executor& ex,
+                                                              const task_pool_options& options)
+    {
+        using io_executor = asio::io_context::executor_type;
+        std::vector<std::unique_ptr<pool_lane>> lanes;
+        if (ex.target<asio::strand<io_executor>>() != nullptr ||
+            ex.target<asio::strand<asio::any_io_executor>>() != nullptr) {
+            lanes.push_back(std::make_unique<pool_lane>(ex));
+            return lanes;
+        }
+        std::size_t count = options.strands;
+        if (count == 0) {
+            count = std::max<std::size_t>(2u * std::thread::hardware_concurrency(), 2u);
+            count = std::clamp<std::size_t>(count, 1, std::max<std::size_t>(options.capacity, 1));
+        }
+        lanes.reserve(count);
+        const auto* io = ex.target<io_executor>();
+        for (std::size_t i = 0; i < count; ++i) {
+            // The strand of the concrete executor fits inside an any_io_executor
+            // (see task_group_state::make_strands).
+            lanes.push_back(std::make_unique<pool_lane>(
+                io != nullptr ? asio::any_io_executor{asio::make_strand(*io)}
+                              : asio::any_io_executor{asio::make_strand(ex)}));
+        }
+        return lanes;
+    }
+
+    const std::vector<std::unique_ptr<pool_lane>> lanes_;
+    std::atomic<std::size_t> next_lane_{0};
+};
+
+} // namespace tame::detail
