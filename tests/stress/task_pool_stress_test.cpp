@@ -1,0 +1,190 @@
+#include <tame/task_pool.hpp>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <stdexcept>
+#include <thread>
+#include <vector>
+
+namespace asio = boost::asio;
+using namespace std::chrono_literals;
+
+namespace {
+
+/// Raises `peak` to at least `value`.
+void raise_to(std::atomic<int>& peak, int value)
+{
+    int seen = peak.load();
+    while (seen < value && !peak.compare_exchange_weak(seen, value)) {
+    }
+}
+
+/// What the stress test knows of each task.
+struct task_trace {
+    std::atomic<int> began{0};
+    std::atomic<int> ended{0};
+};
+
+} // namespace
+
+TEST_CASE("a pool on a multi-threaded io_context accounts for 100k tasks exactly once under "
+          "suspends, exceptions, cancellations, keys and resizes",
+          "[stress][task_pool]")
+{
+    constexpr int submitters = 4;
+    constexpr int per_submitter = 25'000;
+    constexpr int total = submitters * per_submitter;
+    constexpr int keys = 7;
+    constexpr std::size_t max_capacity = 48;
+
+    asio::io_context io{2};
+    std::atomic<int> reported{0};
+    tame::task_pool_options options;
+    options.capacity = 32;
+    options.on_exception = [&](std::exception_ptr) { ++reported; };
+    tame::task_pool pool{io, options};
+
+    std::vector<task_trace> traces(total);
+    std::array<std::atomic<int>, keys> key_inside{};
+    std::atomic<int> key_overlaps{0};
+    std::atomic<int> inside{0};
+    std::atomic<int> peak{0};
+    std::atomic<int> thrown_to_runs{0};
+    std::atomic<int> wrong_values{0};
+    std::atomic<int> submitters_done{0};
+
+    // Task i: a coroutine that suspends (a post, or a short timer), touches state
+    // shared with handlers it posts to its own executor (a race unless that is a
+    // strand), and throws when i % 97 == 0. Every fifth task is keyed, except
+    // those run with async_run (every eleventh).
+    auto make_task = [&](int i) {
+        return [&, i]() -> asio::awaitable<int> {
+            task_trace& trace = traces[static_cast<std::size_t>(i)];
+            ++trace.began;
+            raise_to(peak, ++inside);
+            const bool is_keyed = i % 5 == 0 && i % 11 != 0; // as submitted below
+            const int key = i % keys;
+            if (is_keyed && ++key_inside[key] > 1) {
+                ++key_overlaps;
+            }
+            struct leave {
+                std::atomic<int>& inside;
+                std::atomic<int>* key_inside;
+                task_trace& trace;
+                ~leave()
+                {
+                    if (key_inside != nullptr) {
+                        --*key_inside;
+                    }
+                    --inside;
+                    ++trace.ended;
+                }
+            } on_exit{inside, is_keyed ? &key_inside[key] : nullptr, trace};
+
+            auto ex = co_await asio::this_coro::executor;
+            auto shared = std::make_shared<int>(0); // plain int: only the strand keeps it safe
+            asio::post(ex, [shared] { ++*shared; });
+            if (i % 10 == 0) {
+                asio::steady_timer timer{ex, std::chrono::microseconds{(i * 37) % 200}};
+                co_await timer.async_wait(asio::use_awaitable);
+            } else {
+                co_await asio::post(ex, asio::use_awaitable);
+            }
+            ++*shared;
+            if (i % 97 == 0) {
+                throw std::runtime_error{"task failed"};
+            }
+            co_return i;
+        };
+    };
+
+    for (int s = 0; s < submitters; ++s) {
+        asio::co_spawn(
+            io,
+            [&, s]() -> asio::awaitable<void> {
+                for (int n = 0; n < per_submitter; ++n) {
+                    const int i = s * per_submitter + n;
+                    const bool is_keyed = i % 5 == 0;
+                    if (i % 11 == 0) { // never keyed
+                        // async_run: the value or the exception comes back here.
+                        auto [e, value] = co_await pool.async_run(
+                            make_task(i), asio::as_tuple(asio::use_awaitable));
+                        if (!e && value != i) {
+                            ++wrong_values;
+                        }
+                        if (e) {
+                            try {
+                                std::rethrow_exception(e);
+                            } catch (const boost::system::system_error&) {
+                                // cancelled by the meddler
+                            } catch (const std::runtime_error&) {
+                                ++thrown_to_runs;
+                            }
+                        }
+                        continue;
+                    }
+                    auto task = make_task(i);
+                    if (is_keyed) {
+                        co_await pool.async_submit(tame::keyed{i % keys}, std::move(task),
+                                                   asio::use_awaitable);
+                    } else {
+                        co_await pool.async_submit(std::move(task), asio::use_awaitable);
+                    }
+                }
+                ++submitters_done;
+            },
+            asio::detached);
+    }
+
+    // Meanwhile, from a foreign thread: cancel everything now and then, and
+    // resize the pool up and down.
+    std::thread meddler{[&] {
+        std::size_t capacity = 32;
+        while (submitters_done.load() < submitters) {
+            std::this_thread::sleep_for(2ms);
+            pool.cancel_all();
+            capacity = capacity == 32 ? max_capacity : 16;
+            pool.resize(capacity);
+        }
+    }};
+    std::thread second{[&io] { io.run(); }};
+    io.run();
+    second.join();
+    meddler.join();
+
+    const auto stats = pool.stats();
+    int began = 0;
+    int twice = 0;
+    int unended = 0;
+    for (const auto& trace : traces) {
+        began += trace.began.load();
+        twice += trace.began.load() > 1 ? 1 : 0;
+        unended += trace.began.load() != trace.ended.load() ? 1 : 0;
+    }
+    CHECK(twice == 0);
+    CHECK(unended == 0);
+    CHECK(key_overlaps == 0);
+    CHECK(wrong_values == 0);
+    CHECK(peak <= static_cast<int>(max_capacity));
+    CHECK(stats.running == 0);
+    CHECK(stats.waiting == 0);
+    CHECK(stats.submitted == stats.completed + stats.failed + stats.cancelled);
+    CHECK(static_cast<int>(stats.submitted) >= began); // some never began: cancelled first
+    CHECK(static_cast<int>(stats.submitted) <= total);
+    CHECK(stats.cancelled > 0);
+    CHECK(static_cast<int>(stats.failed) == reported + thrown_to_runs);
+    CHECK(reported > 0);
+}
