@@ -21,23 +21,22 @@ namespace tame::detail {
 class pool_keys {
 public:
     struct entry {
-        explicit entry(const asio::any_io_executor& ex) : turn{ex, 1} {}
+        entry(std::string key, const asio::any_io_executor& ex) : key{std::move(key)}, turn{ex, 1}
+        {
+        }
+        const std::string key;
         async_semaphore turn;
         std::size_t users = 0; // guarded by the registry's mutex
     };
 
-    /// A submission's claim on its key: keeps the entry until released.
+    /// A submission's claim on its key: keeps the entry until released. Two
+    /// pointers, so that moving a task along its steps costs nothing more.
     class hold {
     public:
         hold() noexcept = default;
-        hold(pool_keys* keys, std::string key, entry* e) noexcept
-            : keys_{keys}, key_{std::move(key)}, entry_{e}
-        {
-        }
+        hold(pool_keys* keys, entry* e) noexcept : keys_{keys}, entry_{e} {}
         hold(hold&& other) noexcept
-            : keys_{std::exchange(other.keys_, nullptr)},
-              key_{std::move(other.key_)},
-              entry_{std::exchange(other.entry_, nullptr)}
+            : keys_{std::exchange(other.keys_, nullptr)}, entry_{std::exchange(other.entry_, nullptr)}
         {
         }
         hold& operator=(hold&& other) noexcept
@@ -45,7 +44,6 @@ public:
             if (this != &other) {
                 reset();
                 keys_ = std::exchange(other.keys_, nullptr);
-                key_ = std::move(other.key_);
                 entry_ = std::exchange(other.entry_, nullptr);
             }
             return *this;
@@ -58,14 +56,12 @@ public:
         void reset() noexcept
         {
             if (keys_ != nullptr) {
-                std::exchange(keys_, nullptr)->leave(key_);
-                entry_ = nullptr;
+                std::exchange(keys_, nullptr)->leave(*std::exchange(entry_, nullptr));
             }
         }
 
     private:
         pool_keys* keys_ = nullptr;
-        std::string key_;
         entry* entry_ = nullptr;
     };
 
@@ -77,13 +73,13 @@ public:
         std::lock_guard lock{mutex_};
         auto& slot = map_[key];
         if (!slot) {
-            slot = std::make_unique<entry>(executor_);
+            slot = std::make_unique<entry>(key, executor_);
             if (closed_) {
                 slot->turn.close();
             }
         }
         ++slot->users;
-        return hold{this, key, slot.get()};
+        return hold{this, slot.get()};
     }
 
     /// Fails the submissions waiting for their key's turn, and later ones.
@@ -104,12 +100,12 @@ public:
     }
 
 private:
-    void leave(const std::string& key) noexcept
+    void leave(entry& e) noexcept
     {
         std::unique_ptr<entry> gone; // destroyed outside the lock
         std::lock_guard lock{mutex_};
-        auto it = map_.find(key);
-        if (it != map_.end() && --it->second->users == 0) {
+        if (--e.users == 0) {
+            auto it = map_.find(e.key);
             gone = std::move(it->second);
             map_.erase(it);
         }

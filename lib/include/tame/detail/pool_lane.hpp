@@ -2,13 +2,17 @@
 
 #include <tame/detail/config.hpp>
 #include <tame/detail/intrusive_list.hpp>
-#include <tame/detail/recycling_allocator.hpp>
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/cancellation_type.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/strand.hpp>
 
+#include <cstddef>
 #include <cstdint>
+#include <new>
 #include <memory>
 #include <mutex>
 #include <utility>
@@ -51,18 +55,32 @@ struct pool_task_record : intrusive_list_node {
 /// early is only marked, and its start throws operation_aborted instead.
 class pool_lane {
 public:
-    explicit pool_lane(asio::any_io_executor strand) : strand_{std::move(strand)} {}
+    explicit pool_lane(asio::any_io_executor strand)
+        : strand_{std::move(strand)}, io_strand_{strand_.target<io_strand>()}
+    {
+    }
 
     pool_lane(const pool_lane&) = delete;
     pool_lane& operator=(const pool_lane&) = delete;
 
     const asio::any_io_executor& strand() const noexcept { return strand_; }
 
+    /// Posts `f` to the strand; through its concrete type when it is an
+    /// io_context's strand, which skips any_io_executor's property dance.
+    template <class F>
+    void post(F&& f) const
+    {
+        if (io_strand_ != nullptr) {
+            asio::post(*io_strand_, std::forward<F>(f));
+        } else {
+            asio::post(strand_, std::forward<F>(f));
+        }
+    }
+
     /// A record for a task about to start, made before cancel_all() number `epoch + 1`.
     static pool_task_record* make_record(std::uint64_t epoch)
     {
-        recycling_allocator<pool_task_record> alloc;
-        return new (alloc.allocate(1)) pool_task_record{epoch};
+        return new (record_cache::allocate()) pool_task_record{epoch};
     }
 
     /// The starter's last step, once co_spawn has returned: the task joins the
@@ -181,16 +199,79 @@ public:
     }
 
 private:
+    /// Per-thread free lists of record memory. A pool keeps up to `capacity`
+    /// records in use, made on the submitting thread and freed on the task's,
+    /// more than a small general cache holds; each thread keeps a few hundred.
+    class record_cache {
+    public:
+        static void* allocate()
+        {
+            list& free = local();
+            if (free.head == nullptr || finished) {
+                return ::operator new(sizeof(pool_task_record));
+            }
+            block* b = free.head;
+            free.head = b->next;
+            --free.size;
+            return b;
+        }
+
+        static void deallocate(void* memory) noexcept
+        {
+            list& free = local();
+            if (finished || free.size >= limit) {
+                ::operator delete(memory);
+                return;
+            }
+            free.head = new (memory) block{free.head};
+            ++free.size;
+        }
+
+    private:
+        static constexpr std::size_t limit = 512;
+
+        struct block {
+            block* next;
+        };
+
+        struct list {
+            block* head = nullptr;
+            std::size_t size = 0;
+            list() = default;
+            list(const list&) = delete;
+            list& operator=(const list&) = delete;
+            ~list()
+            {
+                finished = true;
+                while (head != nullptr) {
+                    ::operator delete(std::exchange(head, head->next));
+                }
+            }
+        };
+
+        // See operation_cache: set once this thread's list is gone.
+        static inline thread_local bool finished = false;
+
+        static list& local() noexcept
+        {
+            thread_local list instance;
+            return instance;
+        }
+    };
+
     static void destroy(pool_task_record& task) noexcept
     {
         task.~pool_task_record();
-        recycling_allocator<pool_task_record>{}.deallocate(&task, 1);
+        record_cache::deallocate(&task);
     }
 
     std::mutex mutex_;
     intrusive_list<pool_task_record> running_;
+    using io_strand = asio::strand<asio::io_context::executor_type>;
+
     std::uint64_t swept_epoch_ = 0; // the latest sweep that ran
     const asio::any_io_executor strand_;
+    const io_strand* const io_strand_; // inside strand_, which never moves; or null
 };
 
 } // namespace tame::detail

@@ -139,20 +139,22 @@ private:
     pool_task_record* record_;
 };
 
-/// The completion handler of a coroutine task's co_spawn: runs on the task's
-/// strand and gives the task's cancellation slot (its record's signal).
+/// The completion handler of a coroutine task's co_spawn: gives the task's
+/// cancellation slot (its record's signal).
+///
+/// It names no executor: co_spawn then runs it on the task's strand, where the
+/// coroutine ends, and delivers the cancellation straight into the coroutine
+/// (with an executor of its own named, co_spawn would store a copy of it, and
+/// dispatch each emission through it).
 template <class Ending, class... Result>
 class pool_coroutine_end {
 public:
-    using executor_type = asio::any_io_executor;
     using cancellation_slot_type = asio::cancellation_slot;
 
     pool_coroutine_end(pool_ticket ticket, Ending ending) noexcept
         : ticket_{std::move(ticket)}, ending_{std::move(ending)}
     {
     }
-
-    executor_type get_executor() const noexcept { return ticket_.strand(); }
 
     cancellation_slot_type get_cancellation_slot() const noexcept
     {

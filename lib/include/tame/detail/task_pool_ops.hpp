@@ -30,11 +30,18 @@
 
 namespace tame::detail {
 
+/// True when `Handler` names no executor of its own: it completes on the pool's.
+template <class Handler>
+inline constexpr bool uses_pool_executor = requires {
+    typename asio::associated_executor<Handler, asio::any_io_executor>::
+        asio_associated_executor_is_unspecialised;
+};
+
 /// A handler waiting to be completed from a pool task, with outstanding work
 /// on its executor meanwhile. Completion is dispatched: it runs at once when
 /// the task's thread may run it, as it may any handler of its executor, unless
 /// that would be inside the initiating call (then it is posted).
-template <class Handler>
+template <class Handler, bool = uses_pool_executor<Handler>>
 class pending_completion {
 public:
     pending_completion(Handler handler, const asio::any_io_executor& fallback)
@@ -43,8 +50,6 @@ public:
                              asio::execution::outstanding_work.tracked)}
     {
     }
-
-    const Handler& handler() const noexcept { return handler_; }
 
     template <class... Args>
     void complete(bool in_initiation, Args&&... args)
@@ -64,6 +69,36 @@ private:
 
     Handler handler_;
     work_executor work_;
+};
+
+/// The same for a handler of the pool's own executor, the common case: the task
+/// that completes it runs on a strand of that executor, which therefore runs in
+/// this thread, so dispatching means calling it; and the task's own place on
+/// its strand is outstanding work there until then.
+template <class Handler>
+class pending_completion<Handler, true> {
+public:
+    /// `pool_executor` is used only from inside the initiating call, while the
+    /// pool is certainly alive.
+    pending_completion(Handler handler, const asio::any_io_executor& pool_executor)
+        : handler_{std::move(handler)}, pool_executor_{&pool_executor}
+    {
+    }
+
+    template <class... Args>
+    void complete(bool in_initiation, Args&&... args)
+    {
+        if (in_initiation) {
+            asio::post(*pool_executor_,
+                       asio::append(std::move(handler_), std::forward<Args>(args)...));
+        } else {
+            std::move(handler_)(std::forward<Args>(args)...);
+        }
+    }
+
+private:
+    Handler handler_;
+    const asio::any_io_executor* pool_executor_;
 };
 
 /// Lives in an async_run caller's cancellation slot once the task has started:
@@ -251,9 +286,8 @@ void launch_pool_task(task_pool_state& state, Handler&& handler, F&& f, permit s
                            std::move(key), lane, nullptr};
         auto [starter, ending] =
             Kind<handler_type>::template split<value_type>(std::move(handler), state, lane, nullptr);
-        asio::post(lane.strand(),
-                   pool_plain_task<factory_type, decltype(starter), decltype(ending)>{
-                       std::forward<F>(f), std::move(starter), std::move(ending), std::move(ticket)});
+        lane.post(pool_plain_task<factory_type, decltype(starter), decltype(ending)>{
+            std::forward<F>(f), std::move(starter), std::move(ending), std::move(ticket)});
     }
 }
 

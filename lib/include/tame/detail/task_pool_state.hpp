@@ -118,7 +118,7 @@ public:
         if (!lane.retain(task)) {
             return; // it has ended
         }
-        asio::post(lane.strand(), [self = shared_from_this(), &lane, &task, type] {
+        lane.post([self = shared_from_this(), &lane, &task, type] {
             pool_lane::cancel(task, type);
             lane.release(task);
         });
@@ -188,8 +188,7 @@ public:
 private:
     void post_sweep(pool_lane& lane, std::uint64_t epoch)
     {
-        asio::post(lane.strand(),
-                   [self = shared_from_this(), &lane, epoch] { lane.sweep(epoch); });
+        lane.post([self = shared_from_this(), &lane, epoch] { lane.sweep(epoch); });
     }
 
     /// The strands tasks run on, made up front: making a strand costs more than

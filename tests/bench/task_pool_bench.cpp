@@ -1,0 +1,297 @@
+// task_pool against plain Asio doing the same job, in one binary:
+//
+//   (a) async_submit of a trivial plain callable  vs  asio::post of it to the
+//       same io_context (and to a strand, where the pool runs it);
+//   (b) async_submit of a trivial coroutine task   vs  co_spawn of it (detached,
+//       on the io_context and on a strand);
+//   (c) co_await async_run of a task returning int  vs  co_await co_spawn of it;
+//   (d) 1M short tasks (one suspension each) through a pool of capacity 100,
+//       submitted by one coroutine that waits for a slot when the pool is full
+//       vs  co_spawn of each, holding a tame permit (the code without a pool).
+//       Counters: time per task and the heap in use at its peak.
+//
+// Batches of 1000 submissions per iteration, with the pool's capacity at 1000
+// for (a) and (b) so that admission never waits: what it costs when it is free.
+#include <tame/semaphore.hpp>
+#include <tame/task_pool.hpp>
+#include <tame/wait_group.hpp>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include "bench_support.hpp"
+
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+
+namespace asio = boost::asio;
+
+namespace {
+
+constexpr int batch = 1000;
+
+tame::task_pool_options free_admission()
+{
+    tame::task_pool_options options;
+    options.capacity = batch;
+    return options;
+}
+
+asio::awaitable<void> trivial_task()
+{
+    co_return;
+}
+
+// ---- (a) plain callables ---------------------------------------------------------
+
+void post_plain(benchmark::State& state)
+{
+    asio::io_context io{1};
+    int done = 0;
+    for (auto _ : state) {
+        for (int i = 0; i < batch; ++i) {
+            asio::post(io, [&] { ++done; });
+        }
+        io.restart();
+        io.run();
+    }
+    state.SetItemsProcessed(state.iterations() * batch);
+    benchmark::DoNotOptimize(done);
+}
+BENCHMARK(post_plain);
+
+void post_plain_to_strands(benchmark::State& state)
+{
+    asio::io_context io{1};
+    std::vector<asio::strand<asio::io_context::executor_type>> strands;
+    for (int i = 0; i < 4; ++i) {
+        strands.push_back(asio::make_strand(io));
+    }
+    int done = 0;
+    for (auto _ : state) {
+        for (int i = 0; i < batch; ++i) {
+            asio::post(strands[static_cast<std::size_t>(i) % strands.size()], [&] { ++done; });
+        }
+        io.restart();
+        io.run();
+    }
+    state.SetItemsProcessed(state.iterations() * batch);
+    benchmark::DoNotOptimize(done);
+}
+BENCHMARK(post_plain_to_strands);
+
+void pool_submit_plain(benchmark::State& state)
+{
+    asio::io_context io{1};
+    tame::task_pool pool{io, free_admission()};
+    int done = 0;
+    int submitted = 0;
+    for (auto _ : state) {
+        for (int i = 0; i < batch; ++i) {
+            pool.async_submit([&] { ++done; }, [&](tame::error_code) { ++submitted; });
+        }
+        io.restart();
+        io.run();
+    }
+    state.SetItemsProcessed(state.iterations() * batch);
+    benchmark::DoNotOptimize(done);
+    benchmark::DoNotOptimize(submitted);
+}
+BENCHMARK(pool_submit_plain);
+
+void pool_try_submit_plain(benchmark::State& state)
+{
+    asio::io_context io{1};
+    tame::task_pool pool{io, free_admission()};
+    int done = 0;
+    for (auto _ : state) {
+        for (int i = 0; i < batch; ++i) {
+            benchmark::DoNotOptimize(pool.try_submit([&] { ++done; }));
+        }
+        io.restart();
+        io.run();
+    }
+    state.SetItemsProcessed(state.iterations() * batch);
+    benchmark::DoNotOptimize(done);
+}
+BENCHMARK(pool_try_submit_plain);
+
+// ---- (b) coroutine tasks ---------------------------------------------------------
+
+void co_spawn_trivial(benchmark::State& state)
+{
+    asio::io_context io{1};
+    for (auto _ : state) {
+        for (int i = 0; i < batch; ++i) {
+            asio::co_spawn(io, trivial_task, asio::detached);
+        }
+        io.restart();
+        io.run();
+    }
+    state.SetItemsProcessed(state.iterations() * batch);
+}
+BENCHMARK(co_spawn_trivial);
+
+void co_spawn_trivial_on_strands(benchmark::State& state)
+{
+    asio::io_context io{1};
+    std::vector<asio::any_io_executor> strands;
+    for (int i = 0; i < 4; ++i) {
+        strands.emplace_back(asio::make_strand(io));
+    }
+    for (auto _ : state) {
+        for (int i = 0; i < batch; ++i) {
+            asio::co_spawn(strands[static_cast<std::size_t>(i) % strands.size()], trivial_task,
+                           asio::detached);
+        }
+        io.restart();
+        io.run();
+    }
+    state.SetItemsProcessed(state.iterations() * batch);
+}
+BENCHMARK(co_spawn_trivial_on_strands);
+
+void pool_submit_trivial(benchmark::State& state)
+{
+    asio::io_context io{1};
+    tame::task_pool pool{io, free_admission()};
+    int submitted = 0;
+    for (auto _ : state) {
+        for (int i = 0; i < batch; ++i) {
+            pool.async_submit(trivial_task, [&](tame::error_code) { ++submitted; });
+        }
+        io.restart();
+        io.run();
+    }
+    state.SetItemsProcessed(state.iterations() * batch);
+    benchmark::DoNotOptimize(submitted);
+}
+BENCHMARK(pool_submit_trivial);
+
+// ---- (c) round trips -------------------------------------------------------------
+
+asio::awaitable<int> answer()
+{
+    co_return 42;
+}
+
+void co_spawn_round_trip(benchmark::State& state)
+{
+    asio::io_context io{1};
+    int sum = 0;
+    tame_bench::loop_in_coroutine(state, io, [&]() -> asio::awaitable<void> {
+        sum += co_await asio::co_spawn(co_await asio::this_coro::executor, answer,
+                                       asio::use_awaitable);
+    });
+    benchmark::DoNotOptimize(sum);
+}
+BENCHMARK(co_spawn_round_trip);
+
+void pool_run_round_trip(benchmark::State& state)
+{
+    asio::io_context io{1};
+    tame::task_pool pool{io};
+    int sum = 0;
+    tame_bench::loop_in_coroutine(state, io, [&]() -> asio::awaitable<void> {
+        sum += co_await pool.async_run(answer, asio::use_awaitable);
+    });
+    benchmark::DoNotOptimize(sum);
+}
+BENCHMARK(pool_run_round_trip);
+
+void pool_run_plain_round_trip(benchmark::State& state)
+{
+    asio::io_context io{1};
+    tame::task_pool pool{io};
+    int sum = 0;
+    tame_bench::loop_in_coroutine(state, io, [&]() -> asio::awaitable<void> {
+        sum += co_await pool.async_run([] { return 42; }, asio::use_awaitable);
+    });
+    benchmark::DoNotOptimize(sum);
+}
+BENCHMARK(pool_run_plain_round_trip);
+
+// ---- (d) a million short tasks through capacity 100 ------------------------------
+
+constexpr int million = 1'000'000;
+constexpr std::size_t saturated_capacity = 100;
+
+/// A short task: one suspension, as a task with I/O has; samples the heap now and then.
+asio::awaitable<void> short_task(int i, std::size_t& peak_heap)
+{
+    co_await asio::post(asio::use_awaitable);
+    if (i % 4096 == 0) {
+        peak_heap = std::max(peak_heap, tame_bench::heap_in_use());
+    }
+}
+
+void report_peak(benchmark::State& state, std::size_t before, std::size_t peak)
+{
+    state.counters["peak_heap_kib"] =
+        static_cast<double>(peak > before ? peak - before : 0) / 1024.0;
+    state.SetItemsProcessed(state.iterations() * million);
+}
+
+void pool_million_tasks(benchmark::State& state)
+{
+    const std::size_t before = tame_bench::heap_in_use();
+    std::size_t peak = before;
+    for (auto _ : state) {
+        asio::io_context io{1};
+        tame::task_pool_options options;
+        options.capacity = saturated_capacity;
+        tame::task_pool pool{io, options};
+        asio::co_spawn(io, [&]() -> asio::awaitable<void> {
+            for (int i = 0; i < million; ++i) {
+                co_await pool.async_submit([i, &peak] { return short_task(i, peak); },
+                                           asio::use_awaitable);
+            }
+            co_await pool.async_drain(asio::use_awaitable);
+        }, asio::detached);
+        io.run();
+    }
+    report_peak(state, before, peak);
+}
+BENCHMARK(pool_million_tasks)->Iterations(1)->Unit(benchmark::kMillisecond);
+
+void permit_million_tasks(benchmark::State& state)
+{
+    const std::size_t before = tame_bench::heap_in_use();
+    std::size_t peak = before;
+    for (auto _ : state) {
+        asio::io_context io{1};
+        asio::co_spawn(io, [&]() -> asio::awaitable<void> {
+            auto ex = co_await asio::this_coro::executor;
+            tame::async_semaphore slots{ex, saturated_capacity};
+            tame::wait_group running{ex};
+            for (int i = 0; i < million; ++i) {
+                tame::permit slot = co_await slots.acquire();
+                running.add();
+                asio::co_spawn(
+                    ex,
+                    [&, i, slot = std::move(slot)]() mutable -> asio::awaitable<void> {
+                        co_await short_task(i, peak);
+                        slot.release();
+                        running.done();
+                    },
+                    asio::detached);
+            }
+            co_await running.async_wait(asio::use_awaitable);
+        }, asio::detached);
+        io.run();
+    }
+    report_peak(state, before, peak);
+}
+BENCHMARK(permit_million_tasks)->Iterations(1)->Unit(benchmark::kMillisecond);
+
+} // namespace
+
+BENCHMARK_MAIN();
