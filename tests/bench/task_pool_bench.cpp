@@ -3,7 +3,7 @@
 //   (a) async_submit of a trivial plain callable  vs  asio::post of it to the
 //       same io_context (and to a strand, where the pool runs it);
 //   (b) async_submit of a trivial coroutine task   vs  co_spawn of it (detached,
-//       on the io_context and on a strand);
+//       on the io_context, on strands, and on strands with a cancellation slot);
 //   (c) co_await async_run of a task returning int  vs  co_await co_spawn of it;
 //   (d) 1M short tasks (one suspension each) through a pool of capacity 100,
 //       submitted by one coroutine that waits for a slot when the pool is full
@@ -16,6 +16,8 @@
 #include <tame/task_pool.hpp>
 #include <tame/wait_group.hpp>
 
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
@@ -159,6 +161,29 @@ void co_spawn_trivial_on_strands(benchmark::State& state)
 }
 BENCHMARK(co_spawn_trivial_on_strands);
 
+// What every pool task carries beyond that: a cancellation slot, which co_spawn
+// turns into two more allocations and a cancellation state for the coroutine.
+void co_spawn_trivial_on_strands_cancellable(benchmark::State& state)
+{
+    asio::io_context io{1};
+    std::vector<asio::any_io_executor> strands;
+    for (int i = 0; i < 4; ++i) {
+        strands.emplace_back(asio::make_strand(io));
+    }
+    std::vector<asio::cancellation_signal> signals(batch);
+    for (auto _ : state) {
+        for (int i = 0; i < batch; ++i) {
+            asio::co_spawn(strands[static_cast<std::size_t>(i) % strands.size()], trivial_task,
+                           asio::bind_cancellation_slot(signals[static_cast<std::size_t>(i)].slot(),
+                                                        asio::detached));
+        }
+        io.restart();
+        io.run();
+    }
+    state.SetItemsProcessed(state.iterations() * batch);
+}
+BENCHMARK(co_spawn_trivial_on_strands_cancellable);
+
 void pool_submit_trivial(benchmark::State& state)
 {
     asio::io_context io{1};
@@ -175,6 +200,42 @@ void pool_submit_trivial(benchmark::State& state)
     benchmark::DoNotOptimize(submitted);
 }
 BENCHMARK(pool_submit_trivial);
+
+void pool_submit_trivial_single_threaded(benchmark::State& state)
+{
+    asio::io_context io{1};
+    tame::task_pool_options options = free_admission();
+    options.single_threaded = true;
+    tame::task_pool pool{io, options};
+    int submitted = 0;
+    for (auto _ : state) {
+        for (int i = 0; i < batch; ++i) {
+            pool.async_submit(trivial_task, [&](tame::error_code) { ++submitted; });
+        }
+        io.restart();
+        io.run();
+    }
+    state.SetItemsProcessed(state.iterations() * batch);
+    benchmark::DoNotOptimize(submitted);
+}
+BENCHMARK(pool_submit_trivial_single_threaded);
+
+void co_spawn_trivial_cancellable(benchmark::State& state)
+{
+    asio::io_context io{1};
+    std::vector<asio::cancellation_signal> signals(batch);
+    for (auto _ : state) {
+        for (int i = 0; i < batch; ++i) {
+            asio::co_spawn(io, trivial_task,
+                           asio::bind_cancellation_slot(signals[static_cast<std::size_t>(i)].slot(),
+                                                        asio::detached));
+        }
+        io.restart();
+        io.run();
+    }
+    state.SetItemsProcessed(state.iterations() * batch);
+}
+BENCHMARK(co_spawn_trivial_cancellable);
 
 // ---- (c) round trips -------------------------------------------------------------
 

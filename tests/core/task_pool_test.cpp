@@ -456,6 +456,33 @@ TEST_CASE("tasks run on the pool's strands", "[core][task_pool]")
     CHECK(on_strand == 6);
 }
 
+TEST_CASE("a single-threaded pool runs its tasks on its own executor, without strands",
+          "[core][task_pool]")
+{
+    asio::io_context io{1};
+    tame::task_pool_options options;
+    options.single_threaded = true;
+    tame::task_pool pool{io, options};
+    int on_pool_executor = 0;
+    std::optional<error_code> slept;
+    for (int i = 0; i < 3; ++i) {
+        pool.async_submit([&]() -> asio::awaitable<void> {
+            auto ex = co_await asio::this_coro::executor;
+            if (ex == asio::any_io_executor{io.get_executor()}) {
+                ++on_pool_executor;
+            }
+        }, [](error_code) {});
+    }
+    pool.async_submit(sleeper(slept), [](error_code) {});
+    io.poll();
+    pool.cancel_all(); // still reaches the task, on the executor itself
+
+    io.run();
+
+    CHECK(on_pool_executor == 3);
+    CHECK(slept == error_code{asio::error::operation_aborted});
+}
+
 TEST_CASE("tasks with the same key run one at a time, in submission order", "[core][task_pool]")
 {
     asio::io_context io;

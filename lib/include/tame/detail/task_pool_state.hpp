@@ -192,13 +192,14 @@ private:
     }
 
     /// The strands tasks run on, made up front: making a strand costs more than
-    /// a short task. A pool on a strand runs every task there.
+    /// a short task. A pool on a strand, or on an executor one thread runs,
+    /// runs every task there.
     static std::vector<std::unique_ptr<pool_lane>> make_lanes(const asio::any_io_executor& ex,
                                                               const task_pool_options& options)
     {
         using io_executor = asio::io_context::executor_type;
         std::vector<std::unique_ptr<pool_lane>> lanes;
-        if (ex.target<asio::strand<io_executor>>() != nullptr ||
+        if (options.single_threaded || ex.target<asio::strand<io_executor>>() != nullptr ||
             ex.target<asio::strand<asio::any_io_executor>>() != nullptr) {
             lanes.push_back(std::make_unique<pool_lane>(ex));
             return lanes;
