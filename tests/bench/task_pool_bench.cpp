@@ -8,7 +8,8 @@
 //   (d) 1M short tasks (one suspension each) through a pool of capacity 100,
 //       submitted by one coroutine that waits for a slot when the pool is full
 //       vs  co_spawn of each, holding a tame permit (the code without a pool).
-//       Counters: time per task and the heap in use at its peak.
+//       Counters: time per task, and the process's peak resident memory (run
+//       each of the two alone, with --benchmark_filter, for that to mean anything).
 //
 // Batches of 1000 submissions per iteration, with the pool's capacity at 1000
 // for (a) and (b) so that admission never waits: what it costs when it is free.
@@ -29,6 +30,8 @@
 #include "bench_support.hpp"
 
 #include <benchmark/benchmark.h>
+
+#include <sys/resource.h>
 
 #include <algorithm>
 #include <cstddef>
@@ -285,26 +288,22 @@ BENCHMARK(pool_run_plain_round_trip);
 constexpr int million = 1'000'000;
 constexpr std::size_t saturated_capacity = 100;
 
-/// A short task: one suspension, as a task with I/O has; samples the heap now and then.
-asio::awaitable<void> short_task(int i, std::size_t& peak_heap)
+/// A short task: one suspension, as a task with I/O has.
+asio::awaitable<void> short_task()
 {
     co_await asio::post(asio::use_awaitable);
-    if (i % 4096 == 0) {
-        peak_heap = std::max(peak_heap, tame_bench::heap_in_use());
-    }
 }
 
-void report_peak(benchmark::State& state, std::size_t before, std::size_t peak)
+void report_million(benchmark::State& state)
 {
-    state.counters["peak_heap_kib"] =
-        static_cast<double>(peak > before ? peak - before : 0) / 1024.0;
+    rusage usage{};
+    ::getrusage(RUSAGE_SELF, &usage);
+    state.counters["max_rss_mib"] = static_cast<double>(usage.ru_maxrss) / 1024.0;
     state.SetItemsProcessed(state.iterations() * million);
 }
 
 void pool_million_tasks(benchmark::State& state)
 {
-    const std::size_t before = tame_bench::heap_in_use();
-    std::size_t peak = before;
     for (auto _ : state) {
         asio::io_context io{1};
         tame::task_pool_options options;
@@ -312,23 +311,23 @@ void pool_million_tasks(benchmark::State& state)
         tame::task_pool pool{io, options};
         asio::co_spawn(io, [&]() -> asio::awaitable<void> {
             for (int i = 0; i < million; ++i) {
-                co_await pool.async_submit([i, &peak] { return short_task(i, peak); },
-                                           asio::use_awaitable);
+                co_await pool.async_submit(short_task, asio::use_awaitable);
             }
             co_await pool.async_drain(asio::use_awaitable);
         }, asio::detached);
         io.run();
     }
-    report_peak(state, before, peak);
+    report_million(state);
 }
 BENCHMARK(pool_million_tasks)->Iterations(1)->Unit(benchmark::kMillisecond);
 
-void permit_million_tasks(benchmark::State& state)
+/// The code without a pool: a permit per task, co_spawn on `task_executor(i)`,
+/// with `slot_of(i)` as its cancellation slot.
+template <class TaskExecutor, class SlotOf>
+void hand_million(benchmark::State& state, asio::io_context& io, TaskExecutor task_executor,
+                  SlotOf slot_of)
 {
-    const std::size_t before = tame_bench::heap_in_use();
-    std::size_t peak = before;
     for (auto _ : state) {
-        asio::io_context io{1};
         asio::co_spawn(io, [&]() -> asio::awaitable<void> {
             auto ex = co_await asio::this_coro::executor;
             tame::async_semaphore slots{ex, saturated_capacity};
@@ -337,21 +336,46 @@ void permit_million_tasks(benchmark::State& state)
                 tame::permit slot = co_await slots.acquire();
                 running.add();
                 asio::co_spawn(
-                    ex,
-                    [&, i, slot = std::move(slot)]() mutable -> asio::awaitable<void> {
-                        co_await short_task(i, peak);
+                    task_executor(i),
+                    [&, slot = std::move(slot)]() mutable -> asio::awaitable<void> {
+                        co_await short_task();
                         slot.release();
                         running.done();
                     },
-                    asio::detached);
+                    asio::bind_cancellation_slot(slot_of(i), asio::detached));
             }
             co_await running.async_wait(asio::use_awaitable);
         }, asio::detached);
         io.run();
     }
-    report_peak(state, before, peak);
+    report_million(state);
+}
+
+void permit_million_tasks(benchmark::State& state)
+{
+    asio::io_context io{1};
+    hand_million(state, io, [&](int) { return io.get_executor(); },
+                 [](int) { return asio::cancellation_slot{}; });
 }
 BENCHMARK(permit_million_tasks)->Iterations(1)->Unit(benchmark::kMillisecond);
+
+// The same with what each pool task has: a strand (of 4) and a cancellation slot.
+// The million signals are made up front (its max_rss counts them: ~190 MiB).
+void permit_million_tasks_on_strands_cancellable(benchmark::State& state)
+{
+    asio::io_context io{1};
+    std::vector<asio::any_io_executor> strands;
+    for (int i = 0; i < 4; ++i) {
+        strands.emplace_back(asio::make_strand(io));
+    }
+    std::vector<asio::cancellation_signal> signals(million);
+    hand_million(
+        state, io, [&](int i) { return strands[static_cast<std::size_t>(i) % strands.size()]; },
+        [&](int i) { return signals[static_cast<std::size_t>(i)].slot(); });
+}
+BENCHMARK(permit_million_tasks_on_strands_cancellable)
+    ->Iterations(1)
+    ->Unit(benchmark::kMillisecond);
 
 } // namespace
 
