@@ -23,7 +23,7 @@ struct task_pool_options {
 
     /// The number of strands tasks take turns on; 0 picks twice the hardware
     /// threads (at most `capacity`). Ignored when the pool's executor is a
-    /// strand: every task runs on it.
+    /// strand (every task runs on it), and with `single_threaded`.
     std::size_t strands = 0;
 
     /// Declares that one thread runs the pool's executor (an io_context run by

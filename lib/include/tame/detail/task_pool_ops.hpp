@@ -25,6 +25,7 @@
 
 #include <exception>
 #include <memory>
+#include <optional>
 #include <type_traits>
 #include <utility>
 
@@ -41,24 +42,39 @@ inline constexpr bool uses_pool_executor = requires {
 /// on its executor meanwhile. Completion is dispatched: it runs at once when
 /// the task's thread may run it, as it may any handler of its executor, unless
 /// that would be inside the initiating call (then it is posted).
+///
+/// A handler whose executor is the pool's (a use_awaitable coroutine on it,
+/// say) is called in place, as in the specialisation below: dispatching it
+/// through the type-erased executor would only cost two more allocations.
 template <class Handler, bool = uses_pool_executor<Handler>>
 class pending_completion {
 public:
-    pending_completion(Handler handler, const asio::any_io_executor& fallback)
-        : handler_{std::move(handler)},
-          work_{asio::prefer(asio::get_associated_executor(handler_, fallback),
-                             asio::execution::outstanding_work.tracked)}
+    pending_completion(Handler handler, const asio::any_io_executor& pool_executor)
+        : handler_{std::move(handler)}, pool_executor_{&pool_executor}
     {
+        auto ex = asio::get_associated_executor(handler_, pool_executor);
+        if constexpr (std::is_same_v<decltype(ex), asio::any_io_executor>) {
+            if (ex == pool_executor) {
+                return;
+            }
+        }
+        work_.emplace(asio::prefer(std::move(ex), asio::execution::outstanding_work.tracked));
     }
 
     template <class... Args>
     void complete(bool in_initiation, Args&&... args)
     {
+        if (!work_ && !in_initiation) {
+            std::move(handler_)(std::forward<Args>(args)...);
+            return;
+        }
         auto bound = asio::append(std::move(handler_), std::forward<Args>(args)...);
-        if (in_initiation) {
-            asio::post(work_, std::move(bound));
+        if (!work_) {
+            asio::post(*pool_executor_, std::move(bound));
+        } else if (in_initiation) {
+            asio::post(*work_, std::move(bound));
         } else {
-            asio::dispatch(work_, std::move(bound));
+            asio::dispatch(*work_, std::move(bound));
         }
     }
 
@@ -68,7 +84,8 @@ private:
         asio::execution::outstanding_work.tracked))>;
 
     Handler handler_;
-    work_executor work_;
+    const asio::any_io_executor* pool_executor_; // used only while the pool is alive
+    std::optional<work_executor> work_;          // empty: the pool's own executor
 };
 
 /// The same for a handler of the pool's own executor, the common case: the task
