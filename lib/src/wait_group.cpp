@@ -17,23 +17,27 @@ void wait_group_state::add(std::size_t n) noexcept
 
 void wait_group_state::done() noexcept
 {
-    const std::size_t before = count_.fetch_sub(1, std::memory_order_acq_rel);
-    BOOST_ASSERT_MSG(before > 0, "tame::wait_group::done() called more often than add()");
-    if (before == 0) {
-        // With assertions off, a stray done() must not leave the count wrapped.
-        count_.fetch_add(1, std::memory_order_relaxed);
-        return;
+    // Above one, a decrement cannot reach zero: one compare-and-swap, no lock.
+    std::size_t now = count_.load(std::memory_order_relaxed);
+    while (now > 1) {
+        if (count_.compare_exchange_weak(now, now - 1, std::memory_order_acq_rel)) {
+            return;
+        }
     }
-    if (before != 1) {
-        return;
-    }
+    // The step to zero is taken under the lock, as waiters check the count
+    // under it: none can see zero, complete and destroy the group while this
+    // call still uses it, and none can queue after zero and be missed.
     intrusive_list<wait_group_waiter> ready;
     {
         std::lock_guard lock{mutex_};
-        // An add() may have raised the count again since: the done() that takes
-        // it back to zero completes the waiters then. A waiter that queued
-        // under the lock after the count reached zero saw it, so it is here.
-        if (count_.load(std::memory_order_acquire) == 0) {
+        const std::size_t before = count_.fetch_sub(1, std::memory_order_acq_rel);
+        BOOST_ASSERT_MSG(before > 0, "tame::wait_group::done() called more often than add()");
+        if (before == 0) {
+            // With assertions off, a stray done() must not leave the count wrapped.
+            count_.fetch_add(1, std::memory_order_relaxed);
+            return;
+        }
+        if (before == 1) {
             take_all_locked(ready, wait_outcome::zero);
         }
     }
@@ -49,8 +53,8 @@ void wait_group_state::start(wait_group_waiter& waiter)
 {
     {
         std::lock_guard lock{mutex_};
-        // Checked under the lock: a done() that takes the count to zero after
-        // this check takes the lock afterwards and finds this waiter queued.
+        // Checked under the lock, under which the count reaches zero: a done()
+        // that takes it there later finds this waiter queued.
         if (count_.load(std::memory_order_acquire) > 0) {
             waiter.queued = true;
             queue_.push_back(waiter);

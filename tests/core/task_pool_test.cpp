@@ -10,6 +10,7 @@
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/cancellation_state.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/deferred.hpp>
 #include <boost/asio/detached.hpp>
@@ -735,6 +736,39 @@ TEST_CASE("cancelling an async_run whose task runs cancels the task", "[core][ta
     CHECK(pool.stats().cancelled == 1);
 }
 
+TEST_CASE("a partial cancellation of a running async_run reaches only a task that accepts it",
+          "[core][task_pool]")
+{
+    asio::io_context io{1};
+    tame::task_pool pool{io, capacity(2)};
+    asio::cancellation_signal plain_signal, widened_signal;
+    std::optional<error_code> plain_ended, widened_ended;
+    std::optional<error_code> plain_timer_ended;
+    pool.async_run([&]() -> asio::awaitable<void> {
+        asio::steady_timer timer{co_await asio::this_coro::executor, 20ms};
+        auto [ec] = co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+        plain_timer_ended = ec;
+    }, asio::bind_cancellation_slot(plain_signal.slot(), [&](std::exception_ptr) {
+        plain_ended = error_code{};
+    }));
+    pool.async_run([&]() -> asio::awaitable<void> {
+        co_await asio::this_coro::reset_cancellation_state(asio::enable_partial_cancellation());
+        asio::steady_timer timer{co_await asio::this_coro::executor, 1h};
+        auto [ec] = co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+        widened_ended = ec;
+    }, asio::bind_cancellation_slot(widened_signal.slot(), [](std::exception_ptr) {}));
+    io.poll();
+
+    plain_signal.emit(asio::cancellation_type::partial);
+    widened_signal.emit(asio::cancellation_type::partial);
+    io.run();
+
+    CHECK(plain_timer_ended == error_code{}); // co_spawn's default filter: terminal only
+    CHECK(plain_ended);
+    CHECK(widened_ended == error_code{asio::error::operation_aborted});
+    CHECK(pool.stats().cancelled == 0); // neither ended by throwing a cancellation
+}
+
 // ---- resizing and stats ----------------------------------------------------------
 
 TEST_CASE("growing a pool admits waiting submitters at once", "[core][task_pool]")
@@ -964,6 +998,28 @@ TEST_CASE("async_shutdown cancels what runs past the grace period and reports ho
     for (const auto& e : slow) {
         CHECK(e == error_code{asio::error::operation_aborted});
     }
+}
+
+TEST_CASE("async_shutdown with an unbounded grace period waits for the work",
+          "[core][task_pool]")
+{
+    asio::io_context io;
+    tame::task_pool pool{io, capacity(2)};
+    bool done = false;
+    pool.async_submit([&]() -> asio::awaitable<void> {
+        asio::steady_timer timer{co_await asio::this_coro::executor, 2ms};
+        co_await timer.async_wait(asio::use_awaitable);
+        done = true;
+    }, [](error_code) {});
+    std::optional<std::size_t> from_seconds, from_nanoseconds;
+    pool.async_shutdown(std::chrono::seconds::max(), [&](std::size_t n) { from_seconds = n; });
+    pool.async_shutdown(std::chrono::nanoseconds::max(), [&](std::size_t n) { from_nanoseconds = n; });
+
+    io.run();
+
+    CHECK(done);
+    CHECK(from_seconds == 0u);
+    CHECK(from_nanoseconds == 0u);
 }
 
 TEST_CASE("cancelling async_shutdown ends its grace period at once", "[core][task_pool]")

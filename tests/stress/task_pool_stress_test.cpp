@@ -2,6 +2,7 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
@@ -14,6 +15,7 @@
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <future>
 #include <memory>
 #include <stdexcept>
 #include <thread>
@@ -187,4 +189,80 @@ TEST_CASE("a pool on a multi-threaded io_context accounts for 100k tasks exactly
     CHECK(stats.cancelled > 0);
     CHECK(static_cast<int>(stats.failed) == reported + thrown_to_runs);
     CHECK(reported > 0);
+}
+
+TEST_CASE("async_shutdown on a two-thread io_context, with a grace period as long as the work",
+          "[stress][task_pool]")
+{
+    // The grace timer, the drain and the tasks end at about the same time, on
+    // two threads: the shutdown's steps must not race (TSan watches).
+    int shutdowns = 0;
+    for (int i = 0; i < 100; ++i) {
+        asio::io_context io{2};
+        auto work = asio::make_work_guard(io);
+        std::thread first{[&] { io.run(); }};
+        std::thread second{[&] { io.run(); }};
+        {
+            tame::task_pool pool{io};
+            for (int k = 0; k < 4; ++k) {
+                pool.async_submit([]() -> asio::awaitable<void> {
+                    asio::steady_timer timer{co_await asio::this_coro::executor, 1ms};
+                    co_await timer.async_wait(asio::use_awaitable);
+                }, [](tame::error_code) {});
+            }
+            std::promise<std::size_t> done;
+            pool.async_shutdown(std::chrono::microseconds{900 + (i % 7) * 50},
+                                [&](std::size_t n) { done.set_value(n); });
+            CHECK(done.get_future().get() <= 4);
+            CHECK(pool.running() == 0);
+            ++shutdowns;
+        }
+        work.reset();
+        first.join();
+        second.join();
+    }
+    CHECK(shutdowns == 100);
+}
+
+TEST_CASE("no task starts after a drain that followed close() has completed",
+          "[stress][task_pool]")
+{
+    // Submitters race close() + async_drain(): once the drain has completed,
+    // nothing may start.
+    int late_starts = 0;
+    for (int i = 0; i < 300; ++i) {
+        asio::io_context io{2};
+        auto work = asio::make_work_guard(io);
+        std::thread runner{[&] { io.run(); }};
+        {
+            tame::task_pool pool{io};
+            std::atomic<bool> drained{false};
+            std::atomic<int> late{0};
+            std::thread submitter{[&] {
+                for (int k = 0; k < 50; ++k) {
+                    (void)pool.try_submit([&] {
+                        if (drained.load()) {
+                            ++late;
+                        }
+                    });
+                }
+            }};
+            pool.close();
+            std::promise<void> done;
+            pool.async_drain([&](tame::error_code) {
+                drained = true;
+                done.set_value();
+            });
+            done.get_future().get();
+            submitter.join();
+            // A second drain waits for anything wrongly admitted after the first.
+            std::promise<void> again;
+            pool.async_drain([&](tame::error_code) { again.set_value(); });
+            again.get_future().get();
+            late_starts += late.load();
+        }
+        work.reset();
+        runner.join();
+    }
+    CHECK(late_starts == 0);
 }

@@ -41,3 +41,33 @@ TEST_CASE("a wait completes exactly once after work ends on many threads",
     CHECK(ran_at_completion == tasks);
     CHECK(group.count() == 0);
 }
+
+TEST_CASE("a wait_group may be destroyed by a waiter that saw its count reach zero",
+          "[stress][wait_group]")
+{
+    // done() on one thread takes the count to zero while a wait starts on
+    // another, completes, and destroys the group: done() must not touch the
+    // group after that (ASan and TSan see it if it does).
+    int completed = 0;
+    for (int i = 0; i < 2000; ++i) {
+        asio::io_context io;
+        auto* group = new tame::wait_group{io};
+        group->add(1);
+        std::atomic<bool> go{false};
+        std::thread worker{[&] {
+            while (!go.load()) {
+            }
+            group->done();
+        }};
+        go = true;
+        while (group->count() != 0) {
+        }
+        group->async_wait([&](tame::error_code) {
+            delete group;
+            ++completed;
+        });
+        io.run();
+        worker.join();
+    }
+    CHECK(completed == 2000);
+}

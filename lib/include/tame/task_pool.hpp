@@ -113,8 +113,11 @@ public:
     /// Runs `f` as a task once a slot is free; Go's `pool.Submit(f)`.
     ///
     /// Completion signature: `void(error_code)`, delivered as the task starts
-    /// on its strand (dispatched to the handler's executor, so a handler of the
-    /// pool's own io_context runs right there), or when the submission fails.
+    /// on its strand (a plain callable: once it has run), dispatched to the
+    /// handler's executor, so a handler of the pool's own executor runs right
+    /// there; or when the submission fails. Success means the task was admitted
+    /// and started: a cancel_all() that reaches it before its first step still
+    /// stops it (it then counts as cancelled).
     /// What the task returns is dropped; an exception goes to on_exception.
     ///
     /// Errors, with `f` never called: errc::closed after close();
@@ -174,8 +177,10 @@ public:
     /// operation_aborted).
     ///
     /// **Cancellation**: while it waits for a slot, as async_submit(); once the
-    /// task runs, the cancellation is passed on to the task, on its strand
-    /// (any type), and the run completes when the task ends.
+    /// task runs, the cancellation is passed on to the task, on its strand, and
+    /// the run completes when the task ends. A coroutine task honours terminal
+    /// cancellation (co_spawn's default filter); partial and total reach it only
+    /// if it widens its filter with `this_coro::reset_cancellation_state`.
     template <pool_task F,
               class Token = asio::default_completion_token_t<executor_type>>
         requires asio::completion_token_for<Token, run_signature<pool_task_value_t<F>>>
@@ -250,17 +255,18 @@ public:
     /// Completion signature: `void(std::size_t)`: how many tasks were still
     /// running when the grace period ended and had to be cancelled (0 if all
     /// ended in time). **Cancellation** (terminal or partial) ends the grace
-    /// period at once; the shutdown still waits for the cancelled tasks.
+    /// period at once; the shutdown still waits for the cancelled tasks. A
+    /// grace period above a century (say, `hours::max()`) waits that long:
+    /// for ever, in practice. Safe on any executor: its steps run on a strand
+    /// of their own.
     template <class Rep, class Period,
               class Token = asio::default_completion_token_t<executor_type>>
         requires asio::completion_token_for<Token, void(std::size_t)>
     auto async_shutdown(std::chrono::duration<Rep, Period> grace,
                         Token&& token = asio::default_completion_token_t<executor_type>())
     {
-        return asio::async_compose<Token, void(std::size_t)>(
-            detail::pool_shutdown_op{
-                state_, std::chrono::duration_cast<std::chrono::steady_clock::duration>(grace)},
-            token, state_->executor);
+        return asio::async_initiate<Token, void(std::size_t)>(
+            detail::initiate_pool_shutdown{state_, detail::clamp_grace(grace)}, token);
     }
 
 private:
@@ -272,6 +278,7 @@ private:
             pool.rejected.fetch_add(1, std::memory_order_relaxed);
             return errc::closed;
         }
+        pool.tasks.add(); // before the slot: see initiate_pool_task
         detail::pool_keys::hold hold;
         permit turn;
         if (key != nullptr) {
@@ -283,10 +290,12 @@ private:
             slot = pool.slots.try_acquire();
         }
         if (!slot) {
+            turn.release();
+            hold.reset();
+            pool.tasks.done();
             pool.rejected.fetch_add(1, std::memory_order_relaxed);
             return errc::pool_overloaded;
         }
-        pool.tasks.add();
         detail::launch_pool_task<detail::detached_kind>(pool, detail::no_handler{},
                                                         std::forward<F>(f), std::move(slot),
                                                         std::move(turn), std::move(hold), true);

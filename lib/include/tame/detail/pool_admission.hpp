@@ -129,6 +129,9 @@ private:
             kind::template fail_later<value_type>(std::move(handler), pool.executor, errc::closed);
             return;
         }
+        // Counted before a slot is taken: a drain that sees no work after a
+        // close() must not be followed by a task started from here.
+        pool.tasks.add();
         pool_keys::hold hold;
         permit turn;
         if (key != nullptr) {
@@ -137,18 +140,18 @@ private:
         }
         if (key == nullptr || turn) {
             if (permit slot = pool.slots.try_acquire()) {
-                pool.tasks.add();
                 launch_pool_task<Kind>(pool, std::move(handler), std::forward<F>(f), std::move(slot),
                                        std::move(turn), std::move(hold), true);
                 return;
             }
         }
         if (!pool.enter_waiting()) {
+            hold.reset();
+            pool.tasks.done();
             kind::template fail_later<value_type>(std::move(handler), pool.executor,
                                                   errc::pool_overloaded);
             return;
         }
-        pool.tasks.add();
         async_semaphore& queue = (key != nullptr && !turn) ? hold.turn() : pool.slots;
         queue.async_acquire(pool_admission<Kind, handler_type, std::decay_t<F>>{
             state, std::move(handler), std::forward<F>(f), std::move(hold), std::move(turn)});
@@ -163,11 +166,4 @@ template <template <class, class> class Associator, template <class> class Kind,
 struct boost::asio::associator<Associator, tame::detail::pool_admission<Kind, Handler, F>, Default>
     : tame::detail::inner_associator<Associator, tame::detail::pool_admission<Kind, Handler, F>,
                                      Handler, Default> {
-};
-
-// The same for a run's final handler, which only clears the slot first.
-template <template <class, class> class Associator, class Handler, class Default>
-struct boost::asio::associator<Associator, tame::detail::run_completion<Handler>, Default>
-    : tame::detail::inner_associator<Associator, tame::detail::run_completion<Handler>, Handler,
-                                     Default> {
 };

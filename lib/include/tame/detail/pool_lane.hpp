@@ -161,15 +161,27 @@ public:
     }
 
     /// On the strand: cancels one task, held by the caller's reference.
+    ///
+    /// A coroutine accepts only terminal cancellation unless it widens its own
+    /// filter (co_spawn's default), so only terminal cancellation marks the task
+    /// as cancelled, or stops it before it has begun; other types are passed on
+    /// for a task that asked for them.
     static void cancel(pool_task_record& task, asio::cancellation_type type)
     {
         if (task.finished) {
             return;
         }
-        task.cancelled = true;
+        const bool terminal =
+            (type & asio::cancellation_type::terminal) != asio::cancellation_type::none;
         if (!task.started) {
-            task.cancel_pending = true;
+            if (terminal) {
+                task.cancelled = true;
+                task.cancel_pending = true;
+            }
             return;
+        }
+        if (terminal) {
+            task.cancelled = true;
         }
         task.signal.emit(type);
     }
@@ -184,6 +196,29 @@ public:
         ++task.refs;
         return true;
     }
+
+    /// A reference taken by retain(), given back when destroyed: a posted
+    /// cancellation destroyed unrun (its io_context went first) leaks nothing.
+    class reference {
+    public:
+        reference(pool_lane& lane, pool_task_record& task) noexcept : lane_{&lane}, task_{&task} {}
+        reference(reference&& other) noexcept
+            : lane_{other.lane_}, task_{std::exchange(other.task_, nullptr)}
+        {
+        }
+        reference& operator=(reference&&) = delete;
+        ~reference()
+        {
+            if (task_ != nullptr) {
+                lane_->release(*task_);
+            }
+        }
+        pool_task_record& task() const noexcept { return *task_; }
+
+    private:
+        pool_lane* lane_;
+        pool_task_record* task_;
+    };
 
     /// Gives back a reference taken by retain() or sweep().
     void release(pool_task_record& task) noexcept

@@ -78,10 +78,12 @@ public:
     pool_ticket(pool_ticket&&) noexcept = default;
     pool_ticket& operator=(pool_ticket&&) = delete;
 
+    /// Destroyed before the task ended (its io_context was destroyed with the
+    /// task in it, or starting it threw): it counts as cancelled.
     ~pool_ticket()
     {
         if (state_) {
-            end(nullptr, false);
+            abandon();
         }
     }
 
@@ -92,9 +94,22 @@ public:
     /// updated, so that `running` never exceeds the capacity.
     void end(const std::exception_ptr& e, bool report) noexcept
     {
-        auto state = std::move(state_);
         const bool cancelled = record_ != nullptr && record_->cancelled;
-        state->task_ended(e, cancelled, report);
+        state_->task_ended(e, cancelled, report);
+        give_back();
+    }
+
+private:
+    void abandon() noexcept
+    {
+        state_->running.fetch_sub(1, std::memory_order_relaxed);
+        state_->cancelled.fetch_add(1, std::memory_order_relaxed);
+        give_back();
+    }
+
+    void give_back() noexcept
+    {
+        auto state = std::move(state_);
         slot_.release();
         turn_.release();
         key_.reset();
@@ -104,7 +119,6 @@ public:
         state->tasks.done();
     }
 
-private:
     std::shared_ptr<task_pool_state> state_; // null once ended
     permit slot_;
     permit turn_;

@@ -167,6 +167,17 @@ private:
     Handler handler_;
 };
 
+} // namespace tame::detail
+
+// Every associated property of a run's final handler is its caller's handler's.
+template <template <class, class> class Associator, class Handler, class Default>
+struct boost::asio::associator<Associator, tame::detail::run_completion<Handler>, Default>
+    : tame::detail::inner_associator<Associator, tame::detail::run_completion<Handler>, Handler,
+                                     Default> {
+};
+
+namespace tame::detail {
+
 /// What async_submit does with its handler: completes it with success as the
 /// task starts; the task's end goes to on_exception.
 template <class Handler>

@@ -118,10 +118,7 @@ public:
         if (!lane.retain(task)) {
             return; // it has ended
         }
-        lane.post([self = shared_from_this(), &lane, &task, type] {
-            pool_lane::cancel(task, type);
-            lane.release(task);
-        });
+        lane.post(posted_cancel{shared_from_this(), pool_lane::reference{lane, task}, type});
     }
 
     void task_started() noexcept
@@ -168,6 +165,17 @@ public:
 
     std::size_t lane_count() const noexcept { return lanes_.size(); }
 
+    /// A new strand of `ex`: of its concrete io_context executor when it has
+    /// one, which fits inside an any_io_executor (a strand of the type-erased
+    /// executor needs a shared heap block, whose reference count TSan misreads).
+    static asio::any_io_executor make_strand(const asio::any_io_executor& ex)
+    {
+        if (const auto* io = ex.target<asio::io_context::executor_type>()) {
+            return asio::any_io_executor{asio::make_strand(*io)};
+        }
+        return asio::any_io_executor{asio::make_strand(ex)};
+    }
+
     const asio::any_io_executor executor;
     async_semaphore slots;
     wait_group tasks;
@@ -186,6 +194,16 @@ public:
     std::atomic<std::uint64_t> rejected{0};
 
 private:
+    /// cancel_one's work on the strand. The reference is a member declared after
+    /// the state, so that it is given back while the lane still exists.
+    struct posted_cancel {
+        std::shared_ptr<task_pool_state> state;
+        pool_lane::reference held;
+        asio::cancellation_type type;
+
+        void operator()() const { pool_lane::cancel(held.task(), type); }
+    };
+
     void post_sweep(pool_lane& lane, std::uint64_t epoch)
     {
         lane.post([self = shared_from_this(), &lane, epoch] { lane.sweep(epoch); });
@@ -210,13 +228,8 @@ private:
             count = std::clamp<std::size_t>(count, 1, std::max<std::size_t>(options.capacity, 1));
         }
         lanes.reserve(count);
-        const auto* io = ex.target<io_executor>();
         for (std::size_t i = 0; i < count; ++i) {
-            // The strand of the concrete executor fits inside an any_io_executor
-            // (see task_group_state::make_strands).
-            lanes.push_back(std::make_unique<pool_lane>(
-                io != nullptr ? asio::any_io_executor{asio::make_strand(*io)}
-                              : asio::any_io_executor{asio::make_strand(ex)}));
+            lanes.push_back(std::make_unique<pool_lane>(make_strand(ex)));
         }
         return lanes;
     }

@@ -44,9 +44,9 @@ protected:
 
 /// The shared state of a wait_group: a counter and the waiters for its zero.
 ///
-/// add() and done() are one atomic operation each while nobody waits (pools
-/// count every task through here); the mutex guards only the queue, and a
-/// done() that reaches zero takes it to complete the waiters.
+/// add() is one atomic operation, and so is done() above one (pools count
+/// every task through here); the step to zero takes the mutex, which guards
+/// the queue, so that a waiter never misses it.
 class wait_group_state {
 public:
     wait_group_state() = default;
