@@ -55,20 +55,39 @@ asio::awaitable<void> trivial_task()
     co_return;
 }
 
+/// Per iteration: `submit(i)` for a batch, then the io_context until all is done.
+template <class Submit>
+void in_batches(benchmark::State& state, asio::io_context& io, Submit submit)
+{
+    for (auto _ : state) {
+        for (int i = 0; i < batch; ++i) {
+            submit(i);
+        }
+        io.restart();
+        io.run();
+    }
+    state.SetItemsProcessed(state.iterations() * batch);
+}
+
+/// Four strands of `io`, as the pool has on this machine.
+std::vector<asio::any_io_executor> four_strands(asio::io_context& io)
+{
+    std::vector<asio::any_io_executor> strands;
+    for (int i = 0; i < 4; ++i) {
+        strands.emplace_back(asio::make_strand(io));
+    }
+    return strands;
+}
+
 // ---- (a) plain callables ---------------------------------------------------------
 
 void post_plain(benchmark::State& state)
 {
     asio::io_context io{1};
     int done = 0;
-    for (auto _ : state) {
-        for (int i = 0; i < batch; ++i) {
-            asio::post(io, [&] { ++done; });
-        }
-        io.restart();
-        io.run();
-    }
-    state.SetItemsProcessed(state.iterations() * batch);
+    in_batches(state, io, [&](int) {
+        asio::post(io, [&] { ++done; });
+    });
     benchmark::DoNotOptimize(done);
 }
 BENCHMARK(post_plain);
@@ -76,19 +95,11 @@ BENCHMARK(post_plain);
 void post_plain_to_strands(benchmark::State& state)
 {
     asio::io_context io{1};
-    std::vector<asio::strand<asio::io_context::executor_type>> strands;
-    for (int i = 0; i < 4; ++i) {
-        strands.push_back(asio::make_strand(io));
-    }
+    const auto strands = four_strands(io);
     int done = 0;
-    for (auto _ : state) {
-        for (int i = 0; i < batch; ++i) {
-            asio::post(strands[static_cast<std::size_t>(i) % strands.size()], [&] { ++done; });
-        }
-        io.restart();
-        io.run();
-    }
-    state.SetItemsProcessed(state.iterations() * batch);
+    in_batches(state, io, [&](int i) {
+        asio::post(strands[static_cast<std::size_t>(i) % strands.size()], [&] { ++done; });
+    });
     benchmark::DoNotOptimize(done);
 }
 BENCHMARK(post_plain_to_strands);
@@ -99,14 +110,9 @@ void pool_submit_plain(benchmark::State& state)
     tame::task_pool pool{io, free_admission()};
     int done = 0;
     int submitted = 0;
-    for (auto _ : state) {
-        for (int i = 0; i < batch; ++i) {
-            pool.async_submit([&] { ++done; }, [&](tame::error_code) { ++submitted; });
-        }
-        io.restart();
-        io.run();
-    }
-    state.SetItemsProcessed(state.iterations() * batch);
+    in_batches(state, io, [&](int) {
+        pool.async_submit([&] { ++done; }, [&](tame::error_code) { ++submitted; });
+    });
     benchmark::DoNotOptimize(done);
     benchmark::DoNotOptimize(submitted);
 }
@@ -117,14 +123,9 @@ void pool_try_submit_plain(benchmark::State& state)
     asio::io_context io{1};
     tame::task_pool pool{io, free_admission()};
     int done = 0;
-    for (auto _ : state) {
-        for (int i = 0; i < batch; ++i) {
-            benchmark::DoNotOptimize(pool.try_submit([&] { ++done; }));
-        }
-        io.restart();
-        io.run();
-    }
-    state.SetItemsProcessed(state.iterations() * batch);
+    in_batches(state, io, [&](int) {
+        benchmark::DoNotOptimize(pool.try_submit([&] { ++done; }));
+    });
     benchmark::DoNotOptimize(done);
 }
 BENCHMARK(pool_try_submit_plain);
@@ -134,33 +135,20 @@ BENCHMARK(pool_try_submit_plain);
 void co_spawn_trivial(benchmark::State& state)
 {
     asio::io_context io{1};
-    for (auto _ : state) {
-        for (int i = 0; i < batch; ++i) {
-            asio::co_spawn(io, trivial_task, asio::detached);
-        }
-        io.restart();
-        io.run();
-    }
-    state.SetItemsProcessed(state.iterations() * batch);
+    in_batches(state, io, [&](int) {
+        asio::co_spawn(io, trivial_task, asio::detached);
+    });
 }
 BENCHMARK(co_spawn_trivial);
 
 void co_spawn_trivial_on_strands(benchmark::State& state)
 {
     asio::io_context io{1};
-    std::vector<asio::any_io_executor> strands;
-    for (int i = 0; i < 4; ++i) {
-        strands.emplace_back(asio::make_strand(io));
-    }
-    for (auto _ : state) {
-        for (int i = 0; i < batch; ++i) {
-            asio::co_spawn(strands[static_cast<std::size_t>(i) % strands.size()], trivial_task,
-                           asio::detached);
-        }
-        io.restart();
-        io.run();
-    }
-    state.SetItemsProcessed(state.iterations() * batch);
+    const auto strands = four_strands(io);
+    in_batches(state, io, [&](int i) {
+        asio::co_spawn(strands[static_cast<std::size_t>(i) % strands.size()], trivial_task,
+                       asio::detached);
+    });
 }
 BENCHMARK(co_spawn_trivial_on_strands);
 
@@ -169,21 +157,13 @@ BENCHMARK(co_spawn_trivial_on_strands);
 void co_spawn_trivial_on_strands_cancellable(benchmark::State& state)
 {
     asio::io_context io{1};
-    std::vector<asio::any_io_executor> strands;
-    for (int i = 0; i < 4; ++i) {
-        strands.emplace_back(asio::make_strand(io));
-    }
+    const auto strands = four_strands(io);
     std::vector<asio::cancellation_signal> signals(batch);
-    for (auto _ : state) {
-        for (int i = 0; i < batch; ++i) {
-            asio::co_spawn(strands[static_cast<std::size_t>(i) % strands.size()], trivial_task,
-                           asio::bind_cancellation_slot(signals[static_cast<std::size_t>(i)].slot(),
-                                                        asio::detached));
-        }
-        io.restart();
-        io.run();
-    }
-    state.SetItemsProcessed(state.iterations() * batch);
+    in_batches(state, io, [&](int i) {
+        asio::co_spawn(strands[static_cast<std::size_t>(i) % strands.size()], trivial_task,
+                       asio::bind_cancellation_slot(signals[static_cast<std::size_t>(i)].slot(),
+                                                    asio::detached));
+    });
 }
 BENCHMARK(co_spawn_trivial_on_strands_cancellable);
 
@@ -192,14 +172,9 @@ void pool_submit_trivial(benchmark::State& state)
     asio::io_context io{1};
     tame::task_pool pool{io, free_admission()};
     int submitted = 0;
-    for (auto _ : state) {
-        for (int i = 0; i < batch; ++i) {
-            pool.async_submit(trivial_task, [&](tame::error_code) { ++submitted; });
-        }
-        io.restart();
-        io.run();
-    }
-    state.SetItemsProcessed(state.iterations() * batch);
+    in_batches(state, io, [&](int) {
+        pool.async_submit(trivial_task, [&](tame::error_code) { ++submitted; });
+    });
     benchmark::DoNotOptimize(submitted);
 }
 BENCHMARK(pool_submit_trivial);
@@ -211,14 +186,9 @@ void pool_submit_trivial_single_threaded(benchmark::State& state)
     options.single_threaded = true;
     tame::task_pool pool{io, options};
     int submitted = 0;
-    for (auto _ : state) {
-        for (int i = 0; i < batch; ++i) {
-            pool.async_submit(trivial_task, [&](tame::error_code) { ++submitted; });
-        }
-        io.restart();
-        io.run();
-    }
-    state.SetItemsProcessed(state.iterations() * batch);
+    in_batches(state, io, [&](int) {
+        pool.async_submit(trivial_task, [&](tame::error_code) { ++submitted; });
+    });
     benchmark::DoNotOptimize(submitted);
 }
 BENCHMARK(pool_submit_trivial_single_threaded);
@@ -227,16 +197,11 @@ void co_spawn_trivial_cancellable(benchmark::State& state)
 {
     asio::io_context io{1};
     std::vector<asio::cancellation_signal> signals(batch);
-    for (auto _ : state) {
-        for (int i = 0; i < batch; ++i) {
-            asio::co_spawn(io, trivial_task,
-                           asio::bind_cancellation_slot(signals[static_cast<std::size_t>(i)].slot(),
-                                                        asio::detached));
-        }
-        io.restart();
-        io.run();
-    }
-    state.SetItemsProcessed(state.iterations() * batch);
+    in_batches(state, io, [&](int i) {
+        asio::co_spawn(io, trivial_task,
+                       asio::bind_cancellation_slot(signals[static_cast<std::size_t>(i)].slot(),
+                                                    asio::detached));
+    });
 }
 BENCHMARK(co_spawn_trivial_cancellable);
 
@@ -364,10 +329,7 @@ BENCHMARK(permit_million_tasks)->Iterations(1)->Unit(benchmark::kMillisecond);
 void permit_million_tasks_on_strands_cancellable(benchmark::State& state)
 {
     asio::io_context io{1};
-    std::vector<asio::any_io_executor> strands;
-    for (int i = 0; i < 4; ++i) {
-        strands.emplace_back(asio::make_strand(io));
-    }
+    const auto strands = four_strands(io);
     std::vector<asio::cancellation_signal> signals(million);
     hand_million(
         state, io, [&](int i) { return strands[static_cast<std::size_t>(i) % strands.size()]; },

@@ -3,6 +3,8 @@
 #include <tame/deadline.hpp>
 #include <tame/semaphore.hpp>
 #include <tame_test/error_code_record.hpp>
+#include <tame_test/gate.hpp>
+#include <tame_test/sleeper.hpp>
 #include <tame_test/manual_clock.hpp>
 
 #include <boost/asio/as_tuple.hpp>
@@ -34,29 +36,11 @@ namespace asio = boost::asio;
 using namespace std::chrono_literals;
 using tame::error_code;
 using tame_test::error_code_record;
+using tame_test::gate;
+using tame_test::sleeper;
 using tame_test::manual_clock;
 
 namespace {
-
-/// A barrier that tasks wait at until the test opens it.
-class gate {
-public:
-    explicit gate(asio::io_context& io, std::size_t capacity = 1000)
-        : sem_{io, capacity}, held_{sem_.try_acquire(capacity)}
-    {
-    }
-
-    asio::awaitable<void> pass()
-    {
-        co_await sem_.acquire();
-    }
-
-    void open() { held_.release(); }
-
-private:
-    tame::async_semaphore sem_;
-    tame::permit held_;
-};
 
 /// How a join ended.
 struct join_result {
@@ -96,21 +80,6 @@ struct join_result {
         return {};
     }
 };
-
-/// A task that waits an hour on a real timer, and records how its wait ended.
-auto sleeper(std::optional<error_code>& ended)
-{
-    return [&ended]() -> asio::awaitable<void> {
-        asio::steady_timer timer{co_await asio::this_coro::executor, 1h};
-        try {
-            co_await timer.async_wait(asio::use_awaitable);
-            ended = error_code{};
-        } catch (const boost::system::system_error& e) {
-            ended = e.code();
-            throw;
-        }
-    };
-}
 
 } // namespace
 

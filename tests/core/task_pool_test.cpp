@@ -4,6 +4,8 @@
 #include <tame/semaphore.hpp>
 #include <tame/wait_group.hpp>
 #include <tame_test/error_code_record.hpp>
+#include <tame_test/gate.hpp>
+#include <tame_test/sleeper.hpp>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/async_result.hpp>
@@ -40,25 +42,10 @@ namespace asio = boost::asio;
 using namespace std::chrono_literals;
 using tame::error_code;
 using tame_test::error_code_record;
+using tame_test::gate;
+using tame_test::sleeper;
 
 namespace {
-
-/// A barrier that tasks wait at until the test opens it.
-class gate {
-public:
-    explicit gate(asio::io_context& io, std::size_t capacity = 10000)
-        : sem_{io, capacity}, held_{sem_.try_acquire(capacity)}
-    {
-    }
-
-    asio::awaitable<void> pass() { co_await sem_.acquire(); }
-
-    void open() { held_.release(); }
-
-private:
-    tame::async_semaphore sem_;
-    tame::permit held_;
-};
 
 /// Counts tasks inside a section, and the most at once.
 struct occupancy {
@@ -72,21 +59,6 @@ struct occupancy {
     }
     void leave() { --now; }
 };
-
-/// A task that waits an hour on a real timer, and records how its wait ended.
-auto sleeper(std::optional<error_code>& ended)
-{
-    return [&ended]() -> asio::awaitable<void> {
-        asio::steady_timer timer{co_await asio::this_coro::executor, 1h};
-        try {
-            co_await timer.async_wait(asio::use_awaitable);
-            ended = error_code{};
-        } catch (const boost::system::system_error& e) {
-            ended = e.code();
-            throw;
-        }
-    };
-}
 
 tame::task_pool_options capacity(std::size_t n)
 {

@@ -9,6 +9,7 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include <catch2/catch.hpp>
+#include <tame_test/peak.hpp>
 
 #include <algorithm>
 #include <atomic>
@@ -17,19 +18,8 @@
 #include <thread>
 
 namespace asio = boost::asio;
+using tame_test::raise_to;
 using namespace std::chrono_literals;
-
-namespace {
-
-/// Raises `peak` to at least `value`.
-void raise_to(std::atomic<int>& peak, int value)
-{
-    int seen = peak.load();
-    while (seen < value && !peak.compare_exchange_weak(seen, value)) {
-    }
-}
-
-} // namespace
 
 TEST_CASE("task groups on a multi-threaded io_context keep their limit and account for every task",
           "[stress][task_group]")

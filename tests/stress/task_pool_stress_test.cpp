@@ -11,6 +11,7 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include <catch2/catch.hpp>
+#include <tame_test/peak.hpp>
 
 #include <array>
 #include <atomic>
@@ -22,17 +23,10 @@
 #include <vector>
 
 namespace asio = boost::asio;
+using tame_test::raise_to;
 using namespace std::chrono_literals;
 
 namespace {
-
-/// Raises `peak` to at least `value`.
-void raise_to(std::atomic<int>& peak, int value)
-{
-    int seen = peak.load();
-    while (seen < value && !peak.compare_exchange_weak(seen, value)) {
-    }
-}
 
 /// What the stress test knows of each task.
 struct task_trace {

@@ -28,7 +28,7 @@ struct task_pool_options {
 
     /// Declares that one thread runs the pool's executor (an io_context run by
     /// one thread): tasks then run on the executor itself, which serialises
-    /// them as a strand would, and skip the strands' cost (about 0.15 us a
+    /// them as a strand would, and skip the strands' cost (up to 0.2 us a
     /// coroutine task here). Wrong for an executor run by several threads: a
     /// task's handlers could then run concurrently, and cancelling a task
     /// would race with it.
