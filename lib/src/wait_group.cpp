@@ -12,7 +12,9 @@ wait_group_state::~wait_group_state()
 
 void wait_group_state::add(std::size_t n) noexcept
 {
-    count_.fetch_add(n, std::memory_order_relaxed);
+    // seq_cst, as the check in start(): a pool counts a task here, then takes a
+    // slot unless closed; a drain closes, then checks the count.
+    count_.fetch_add(n, std::memory_order_seq_cst);
 }
 
 void wait_group_state::done() noexcept
@@ -55,7 +57,7 @@ void wait_group_state::start(wait_group_waiter& waiter)
         std::lock_guard lock{mutex_};
         // Checked under the lock, under which the count reaches zero: a done()
         // that takes it there later finds this waiter queued.
-        if (count_.load(std::memory_order_acquire) > 0) {
+        if (count_.load(std::memory_order_seq_cst) > 0) {
             waiter.queued = true;
             queue_.push_back(waiter);
             return;

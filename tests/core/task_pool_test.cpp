@@ -1016,6 +1016,61 @@ TEST_CASE("cancelling async_shutdown ends its grace period at once", "[core][tas
     CHECK(slow == error_code{asio::error::operation_aborted});
 }
 
+TEST_CASE("a submitter admitted before close() but not started by then is refused",
+          "[core][task_pool]")
+{
+    // Its slot is granted before the shutdown, but its handler's executor (and
+    // so the start of its task) only runs after: starting it then would escape
+    // the shutdown's cancel_all().
+    asio::io_context pool_io;
+    asio::io_context caller_io;
+    tame::task_pool pool{pool_io, capacity(1)};
+    gate hold{pool_io};
+    pool.async_submit([&]() -> asio::awaitable<void> { co_await hold.pass(); }, [](error_code) {});
+    error_code_record late;
+    bool ran = false;
+    pool.async_submit([&] { ran = true; }, asio::bind_executor(caller_io, late.handler()));
+    pool_io.poll();
+    hold.open();
+    pool_io.restart();
+    pool_io.poll(); // the first task ends; the slot goes to the waiting submitter
+    std::optional<std::size_t> cancelled;
+    pool.async_shutdown(0s, [&](std::size_t n) { cancelled = n; });
+    pool_io.restart();
+    pool_io.poll();
+    CHECK_FALSE(cancelled); // the drain waits for the undecided submission
+
+    caller_io.run();
+    pool_io.restart();
+    pool_io.run();
+
+    CHECK(late.ec == tame::errc::closed);
+    CHECK_FALSE(ran);
+    CHECK(cancelled == 0u);
+}
+
+TEST_CASE("cancellers leave the caller's slots when the io_context goes first",
+          "[core][task_pool]")
+{
+    // The signals outlive the io_context: destroying or emitting them later must
+    // not reach into the pool (ASan watches).
+    asio::cancellation_signal run_signal;
+    asio::cancellation_signal shutdown_signal;
+    std::optional<error_code> slept;
+    {
+        asio::io_context io;
+        tame::task_pool pool{io, capacity(1)};
+        pool.async_run(sleeper(slept), asio::bind_cancellation_slot(run_signal.slot(),
+                                                                    [](std::exception_ptr) {}));
+        pool.async_shutdown(1h, asio::bind_cancellation_slot(shutdown_signal.slot(),
+                                                             [](std::size_t) {}));
+        io.poll();
+    }
+    run_signal.emit(asio::cancellation_type::terminal);
+    shutdown_signal.emit(asio::cancellation_type::terminal);
+    SUCCEED();
+}
+
 TEST_CASE("destroying a pool with tasks in flight and submitters waiting is safe",
           "[core][task_pool]")
 {

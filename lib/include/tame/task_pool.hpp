@@ -271,14 +271,15 @@ public:
 
 private:
     template <class F>
-    error_code try_start(F&& f, const std::string* key)
+    error_code try_start(F&& given, const std::string* key)
     {
+        std::decay_t<F> f{std::forward<F>(given)}; // the pool's own copy: a caller's lvalue stays
         detail::task_pool_state& pool = *state_;
         if (pool.is_closed()) {
             pool.rejected.fetch_add(1, std::memory_order_relaxed);
             return errc::closed;
         }
-        pool.tasks.add(); // before the slot: see initiate_pool_task
+        detail::pool_count count{pool.tasks}; // before the slot: see initiate_pool_task
         detail::pool_keys::hold hold;
         permit turn;
         if (key != nullptr) {
@@ -290,15 +291,16 @@ private:
             slot = pool.slots.try_acquire();
         }
         if (!slot) {
-            turn.release();
-            hold.reset();
-            pool.tasks.done();
             pool.rejected.fetch_add(1, std::memory_order_relaxed);
             return errc::pool_overloaded;
         }
-        detail::launch_pool_task<detail::detached_kind>(pool, detail::no_handler{},
-                                                        std::forward<F>(f), std::move(slot),
-                                                        std::move(turn), std::move(hold), true);
+        detail::no_handler none;
+        if (!detail::launch_pool_task<detail::detached_kind>(pool, none, f, std::move(count),
+                                                             std::move(slot), std::move(turn),
+                                                             std::move(hold), true)) {
+            pool.rejected.fetch_add(1, std::memory_order_relaxed);
+            return errc::closed;
+        }
         return {};
     }
 

@@ -27,9 +27,10 @@ class pool_admission {
 public:
     using value_type = typename pool_result_of<F>::type;
 
-    pool_admission(std::shared_ptr<task_pool_state> state, Handler handler, F f,
+    pool_admission(std::shared_ptr<task_pool_state> state, pool_count count, Handler handler, F f,
                    pool_keys::hold key, permit turn)
         : state_{std::move(state)},
+          count_{std::move(count)},
           handler_{std::move(handler)},
           f_{std::move(f)},
           key_{std::move(key)},
@@ -45,8 +46,7 @@ public:
     ~pool_admission()
     {
         if (state_) {
-            state_->leave_waiting();
-            state_->tasks.done();
+            state_->leave_waiting(); // and count_ gives back its count
         }
     }
 
@@ -69,8 +69,13 @@ public:
         }
         auto state = std::move(state_); // decided
         state->leave_waiting();
-        launch_pool_task<Kind>(*state, std::move(handler_), std::move(f_), std::move(granted),
-                               std::move(turn_), std::move(key_), false);
+        if (!launch_pool_task<Kind>(*state, handler_, f_, std::move(count_), std::move(granted),
+                                    std::move(turn_), std::move(key_), false)) {
+            // Admitted before close() and started after it: refused, as any
+            // submission after close() is.
+            state->rejected.fetch_add(1, std::memory_order_relaxed);
+            Kind<Handler>::template fail<value_type>(std::move(handler_), errc::closed);
+        }
     }
 
     const Handler& inner() const noexcept { return handler_; }
@@ -85,11 +90,12 @@ private:
         }
         turn_.release();
         key_.reset();
-        state->tasks.done();
+        count_.reset();
         Kind<Handler>::template fail<value_type>(std::move(handler_), ec);
     }
 
     std::shared_ptr<task_pool_state> state_; // null once moved from or decided
+    pool_count count_;
     Handler handler_;
     F f_;
     pool_keys::hold key_;
@@ -118,8 +124,9 @@ struct initiate_pool_task {
 
 private:
     template <class Handler, class F>
-    void start(Handler&& handler, F&& f, const std::string* key) const
+    void start(Handler&& handler, F&& given, const std::string* key) const
     {
+        std::decay_t<F> f{std::forward<F>(given)}; // the pool's own copy: a caller's lvalue stays
         using handler_type = std::decay_t<Handler>;
         using kind = Kind<handler_type>;
         using value_type = typename pool_result_of<F>::type;
@@ -131,7 +138,7 @@ private:
         }
         // Counted before a slot is taken: a drain that sees no work after a
         // close() must not be followed by a task started from here.
-        pool.tasks.add();
+        pool_count count{pool.tasks};
         pool_keys::hold hold;
         permit turn;
         if (key != nullptr) {
@@ -140,21 +147,24 @@ private:
         }
         if (key == nullptr || turn) {
             if (permit slot = pool.slots.try_acquire()) {
-                launch_pool_task<Kind>(pool, std::move(handler), std::forward<F>(f), std::move(slot),
-                                       std::move(turn), std::move(hold), true);
+                if (!launch_pool_task<Kind>(pool, handler, f, std::move(count), std::move(slot),
+                                            std::move(turn), std::move(hold), true)) {
+                    pool.rejected.fetch_add(1, std::memory_order_relaxed);
+                    kind::template fail_later<value_type>(std::move(handler), pool.executor,
+                                                          errc::closed);
+                }
                 return;
             }
         }
         if (!pool.enter_waiting()) {
-            hold.reset();
-            pool.tasks.done();
             kind::template fail_later<value_type>(std::move(handler), pool.executor,
                                                   errc::pool_overloaded);
             return;
         }
         async_semaphore& queue = (key != nullptr && !turn) ? hold.turn() : pool.slots;
         queue.async_acquire(pool_admission<Kind, handler_type, std::decay_t<F>>{
-            state, std::move(handler), std::forward<F>(f), std::move(hold), std::move(turn)});
+            state, std::move(count), std::move(handler), std::move(f), std::move(hold),
+            std::move(turn)});
     }
 };
 

@@ -50,7 +50,7 @@ public:
     void start()
     {
         if (caller_slot_.is_connected()) {
-            caller_slot_.template emplace<canceller>(this->weak_from_this(), strand_);
+            caller_slot_.template emplace<canceller>(this->weak_from_this());
         }
         asio::post(strand_, [self = this->shared_from_this()] { self->begin(); });
     }
@@ -58,13 +58,12 @@ public:
 private:
     /// Lives in the caller's slot: terminal or partial cancellation ends the
     /// grace period now, on the shutdown's strand. Total cancellation (no side
-    /// effects) cannot be honoured: stopping work is a side effect.
+    /// effects) cannot be honoured: stopping work is a side effect. Holds the
+    /// operation weakly and nothing else, so that, should it ever outlive the
+    /// operation in the caller's signal, it keeps no executor alive.
     class canceller {
     public:
-        canceller(std::weak_ptr<pool_shutdown_op> op, asio::any_io_executor strand) noexcept
-            : op_{std::move(op)}, strand_{std::move(strand)}
-        {
-        }
+        explicit canceller(std::weak_ptr<pool_shutdown_op> op) noexcept : op_{std::move(op)} {}
 
         void operator()(asio::cancellation_type type) const
         {
@@ -73,13 +72,13 @@ private:
                 return;
             }
             if (auto op = op_.lock()) {
-                asio::post(strand_, [op = std::move(op)] { op->end_grace(); });
+                const asio::any_io_executor strand = op->strand_;
+                asio::post(strand, [op = std::move(op)] { op->end_grace(); });
             }
         }
 
     private:
         std::weak_ptr<pool_shutdown_op> op_;
-        asio::any_io_executor strand_;
     };
 
     void begin()

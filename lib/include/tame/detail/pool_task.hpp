@@ -64,9 +64,10 @@ private:
 /// when the task never ran (its io_context was destroyed).
 class pool_ticket {
 public:
-    pool_ticket(std::shared_ptr<task_pool_state> state, permit slot, permit turn,
+    pool_ticket(std::shared_ptr<task_pool_state> state, pool_count count, permit slot, permit turn,
                 pool_keys::hold key, pool_lane& lane, pool_task_record* record) noexcept
         : state_{std::move(state)},
+          count_{std::move(count)},
           slot_{std::move(slot)},
           turn_{std::move(turn)},
           key_{std::move(key)},
@@ -116,10 +117,11 @@ private:
         if (record_ != nullptr) {
             lane_->finish(*record_);
         }
-        state->tasks.done();
+        count_.reset(); // last: a drain may complete now
     }
 
     std::shared_ptr<task_pool_state> state_; // null once ended
+    pool_count count_;
     permit slot_;
     permit turn_;
     pool_keys::hold key_;

@@ -144,27 +144,49 @@ private:
     pool_task_record* task_; // a reference held until destroyed
 };
 
-/// The handler of an async_run, after its task: clears the caller's slot (it
-/// holds the run's canceller), then runs the caller's handler.
+/// The handler of an async_run (or async_shutdown), after its work: clears the
+/// caller's slot (it holds the operation's canceller), then runs the caller's
+/// handler. Destroyed uncalled (its io_context was destroyed), it clears the
+/// slot too, so that no canceller outlives the operation in the caller's signal.
 template <class Handler>
 class run_completion {
 public:
     explicit run_completion(Handler handler) : handler_{std::move(handler)} {}
 
+    run_completion(run_completion&& other) noexcept
+        : handler_{std::move(other.handler_)}, armed_{std::exchange(other.armed_, false)}
+    {
+    }
+    run_completion& operator=(run_completion&&) = delete;
+
+    ~run_completion()
+    {
+        if (armed_) {
+            clear_slot();
+        }
+    }
+
     template <class... Args>
     void operator()(Args&&... args)
     {
-        auto slot = asio::get_associated_cancellation_slot(handler_);
-        if (slot.is_connected()) {
-            slot.clear();
-        }
+        armed_ = false;
+        clear_slot();
         std::move(handler_)(std::forward<Args>(args)...);
     }
 
     const Handler& inner() const noexcept { return handler_; }
 
 private:
+    void clear_slot() noexcept
+    {
+        auto slot = asio::get_associated_cancellation_slot(handler_);
+        if (slot.is_connected()) {
+            slot.clear();
+        }
+    }
+
     Handler handler_;
+    bool armed_ = true;
 };
 
 } // namespace tame::detail
@@ -276,23 +298,33 @@ struct run_kind {
 /// Starts `f` as a task holding `slot` (and its key's `turn`), on the next lane.
 /// `Kind` says what becomes of `handler`; `in_initiation`: called from inside
 /// the async_* call itself, so that handlers must not run inline.
+///
+/// Moves from `handler` and `f` when it starts the task. Returns false,
+/// leaving them alone, when the pool has been
+/// closed: a submission admitted before close() but started after it must not
+/// start, or a shutdown's cancel_all() could miss it. The epoch is read before
+/// that check, both seq_cst like close() and cancel_all(): either the check
+/// sees the close, or the task's epoch predates the cancel_all() after it.
 template <template <class> class Kind, class Handler, class F>
-void launch_pool_task(task_pool_state& state, Handler&& handler, F&& f, permit slot, permit turn,
-                      pool_keys::hold key, bool in_initiation)
+bool launch_pool_task(task_pool_state& state, Handler& handler, F& f, pool_count count,
+                      permit slot, permit turn, pool_keys::hold key, bool in_initiation)
 {
     using handler_type = std::decay_t<Handler>;
     using factory_type = std::decay_t<F>;
     using result = pool_result_of<factory_type>;
     using value_type = typename result::type;
 
+    const std::uint64_t epoch = state.cancel_epoch.load(std::memory_order_seq_cst);
+    if (state.is_closed()) {
+        return false;
+    }
     pool_lane& lane = state.next_lane();
     if constexpr (result::coroutine) {
-        pool_task_record* task =
-            pool_lane::make_record(state.cancel_epoch.load(std::memory_order_acquire));
+        pool_task_record* task = pool_lane::make_record(epoch);
         state.task_started();
-        pool_ticket ticket{state.shared_from_this(), std::move(slot), std::move(turn),
-                           std::move(key), lane, task};
-        // The record is linked when co_spawn returns, or thrown.
+        pool_ticket ticket{state.shared_from_this(), std::move(count), std::move(slot),
+                           std::move(turn), std::move(key), lane, task};
+        // The record is linked when co_spawn returns, or throws.
         struct link_on_exit {
             task_pool_state& state;
             pool_lane& lane;
@@ -306,17 +338,18 @@ void launch_pool_task(task_pool_state& state, Handler&& handler, F&& f, permit s
             std::is_void_v<value_type>, pool_coroutine_end<decltype(ending)>,
             pool_coroutine_end<decltype(ending), value_type>>;
         const initiating_scope scope{in_initiation, task};
-        asio::co_spawn(lane.strand(), start_type{std::forward<F>(f), std::move(starter), *task},
+        asio::co_spawn(lane.strand(), start_type{std::move(f), std::move(starter), *task},
                        end_type{std::move(ticket), std::move(ending)});
     } else {
         state.task_started();
-        pool_ticket ticket{state.shared_from_this(), std::move(slot), std::move(turn),
-                           std::move(key), lane, nullptr};
+        pool_ticket ticket{state.shared_from_this(), std::move(count), std::move(slot),
+                           std::move(turn), std::move(key), lane, nullptr};
         auto [starter, ending] =
             Kind<handler_type>::template split<value_type>(std::move(handler), state, lane, nullptr);
         lane.post(pool_plain_task<factory_type, decltype(starter), decltype(ending)>{
-            std::forward<F>(f), std::move(starter), std::move(ending), std::move(ticket)});
+            std::move(f), std::move(starter), std::move(ending), std::move(ticket)});
     }
+    return true;
 }
 
 } // namespace tame::detail

@@ -42,6 +42,29 @@ inline bool is_operation_aborted(const std::exception_ptr& e) noexcept
     }
 }
 
+/// One count in a pool's `tasks`, which drains wait for: taken before a
+/// submission takes a slot, handed from step to step (admission, ticket), and
+/// given back once, explicitly or when destroyed (a submission abandoned
+/// halfway, say by an allocation failure, must not hold a drain for ever).
+class pool_count {
+public:
+    pool_count() noexcept = default;
+    explicit pool_count(wait_group& tasks) noexcept : tasks_{&tasks} { tasks.add(); }
+    pool_count(pool_count&& other) noexcept : tasks_{std::exchange(other.tasks_, nullptr)} {}
+    pool_count& operator=(pool_count&&) = delete;
+    ~pool_count() { reset(); }
+
+    void reset() noexcept
+    {
+        if (tasks_ != nullptr) {
+            std::exchange(tasks_, nullptr)->done();
+        }
+    }
+
+private:
+    wait_group* tasks_ = nullptr; // inside the pool's state, which the holder keeps alive
+};
+
 /// The shared state of a task_pool, owned by the pool and by every task and
 /// submission in flight, so that they may outlive the pool.
 ///
@@ -88,17 +111,18 @@ public:
     /// Refuses new work, and fails the submitters that wait.
     void close() noexcept
     {
-        closed.store(true, std::memory_order_release);
+        // seq_cst with cancel_epoch: see launch_pool_task.
+        closed.store(true, std::memory_order_seq_cst);
         slots.close();
         keys.close();
     }
 
-    bool is_closed() const noexcept { return closed.load(std::memory_order_acquire); }
+    bool is_closed() const noexcept { return closed.load(std::memory_order_seq_cst); }
 
     /// Cancels every task started before this call, on its own strand.
     void cancel_all()
     {
-        const std::uint64_t epoch = cancel_epoch.fetch_add(1, std::memory_order_acq_rel) + 1;
+        const std::uint64_t epoch = cancel_epoch.fetch_add(1, std::memory_order_seq_cst) + 1;
         for (const auto& lane : lanes_) {
             post_sweep(*lane, epoch);
         }
