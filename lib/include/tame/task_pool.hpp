@@ -221,7 +221,9 @@ public:
     task_pool_stats stats() const noexcept { return state_->stats(); }
 
     /// Refuses new work with errc::closed, and fails the submitters that
-    /// wait. Running tasks go on; async_drain() waits for them. For good.
+    /// wait, including one granted a slot whose task has not started yet:
+    /// nothing starts after close(). Running tasks go on; async_drain() waits
+    /// for them. For good.
     void close() noexcept { state_->close(); }
 
     /// Whether close() was called.
