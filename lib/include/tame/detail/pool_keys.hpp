@@ -92,13 +92,6 @@ public:
         }
     }
 
-    /// Keys with work; for tests and metrics.
-    std::size_t size() const
-    {
-        std::lock_guard lock{mutex_};
-        return map_.size();
-    }
-
 private:
     void leave(entry& e) noexcept
     {

@@ -2,6 +2,7 @@
 
 #include <tame/detail/config.hpp>
 #include <tame/detail/intrusive_list.hpp>
+#include <tame/detail/recycling_allocator.hpp>
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/cancellation_signal.hpp>
@@ -234,65 +235,9 @@ public:
     }
 
 private:
-    /// Per-thread free lists of record memory. A pool keeps up to `capacity`
-    /// records in use, made on the submitting thread and freed on the task's,
-    /// more than a small general cache holds; each thread keeps a few hundred.
-    class record_cache {
-    public:
-        static void* allocate()
-        {
-            list& free = local();
-            if (free.head == nullptr || finished) {
-                return ::operator new(sizeof(pool_task_record));
-            }
-            block* b = free.head;
-            free.head = b->next;
-            --free.size;
-            return b;
-        }
-
-        static void deallocate(void* memory) noexcept
-        {
-            list& free = local();
-            if (finished || free.size >= limit) {
-                ::operator delete(memory);
-                return;
-            }
-            free.head = new (memory) block{free.head};
-            ++free.size;
-        }
-
-    private:
-        static constexpr std::size_t limit = 512;
-
-        struct block {
-            block* next;
-        };
-
-        struct list {
-            block* head = nullptr;
-            std::size_t size = 0;
-            list() = default;
-            list(const list&) = delete;
-            list& operator=(const list&) = delete;
-            ~list()
-            {
-                finished = true;
-                while (head != nullptr) {
-                    ::operator delete(std::exchange(head, head->next));
-                }
-            }
-        };
-
-        // See operation_cache: set once this thread's list is gone.
-        static inline thread_local bool finished = false;
-
-        static list& local() noexcept
-        {
-            thread_local list instance;
-            return instance;
-        }
-    };
+    /// A pool keeps up to `capacity` records in use, made on the submitting
+    /// thread and freed on the task's: more than a small general cache holds.
+    using record_cache = block_free_list<sizeof(pool_task_record), 512>;
 
     static void destroy(pool_task_record& task) noexcept
     {

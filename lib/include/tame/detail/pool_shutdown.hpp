@@ -2,6 +2,7 @@
 
 #include <tame/detail/config.hpp>
 #include <tame/detail/task_pool_ops.hpp>
+#include <tame/detail/task_strands.hpp>
 #include <tame/detail/task_pool_state.hpp>
 #include <tame/error.hpp>
 
@@ -38,7 +39,7 @@ public:
     pool_shutdown_op(std::shared_ptr<task_pool_state> pool,
                      std::chrono::steady_clock::duration grace, Handler handler)
         : pool_{std::move(pool)},
-          strand_{task_pool_state::make_strand(pool_->executor)},
+          strand_{make_task_strand(pool_->executor)},
           timer_{strand_},
           grace_{grace},
           caller_slot_{asio::get_associated_cancellation_slot(handler)},

@@ -88,7 +88,6 @@ public:
         }
     }
 
-    const asio::any_io_executor& strand() const noexcept { return lane_->strand(); }
     pool_task_record* record() const noexcept { return record_; }
 
     /// The task ended with `e`. Its slot goes back only after the counters are

@@ -2,6 +2,7 @@
 
 #include <cstddef>
 #include <new>
+#include <utility>
 
 namespace tame::detail {
 
@@ -79,6 +80,67 @@ private:
     static cache& local() noexcept
     {
         thread_local cache instance;
+        return instance;
+    }
+};
+
+/// A per-thread free list of blocks of one size, up to `Limit` of them: for
+/// objects made in large numbers on one thread and freed on another, which
+/// operation_cache's few entries cannot absorb.
+template <std::size_t Size, std::size_t Limit>
+class block_free_list {
+public:
+    static void* allocate()
+    {
+        list& free = local();
+        if (free.head == nullptr || finished) {
+            return ::operator new(Size);
+        }
+        block* b = free.head;
+        free.head = b->next;
+        --free.size;
+        return b;
+    }
+
+    static void deallocate(void* memory) noexcept
+    {
+        list& free = local();
+        if (finished || free.size >= Limit) {
+            ::operator delete(memory);
+            return;
+        }
+        free.head = new (memory) block{free.head};
+        ++free.size;
+    }
+
+private:
+    static_assert(Size >= sizeof(void*));
+
+    struct block {
+        block* next;
+    };
+
+    struct list {
+        block* head = nullptr;
+        std::size_t size = 0;
+        list() = default;
+        list(const list&) = delete;
+        list& operator=(const list&) = delete;
+        ~list()
+        {
+            finished = true;
+            while (head != nullptr) {
+                ::operator delete(std::exchange(head, head->next));
+            }
+        }
+    };
+
+    // As in operation_cache: set once this thread's list is gone.
+    static inline thread_local bool finished = false;
+
+    static list& local() noexcept
+    {
+        thread_local list instance;
         return instance;
     }
 };

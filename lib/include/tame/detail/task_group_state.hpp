@@ -2,22 +2,19 @@
 
 #include <tame/cancel_source.hpp>
 #include <tame/detail/config.hpp>
+#include <tame/detail/task_strands.hpp>
 #include <tame/permit.hpp>
 #include <tame/semaphore.hpp>
 #include <tame/wait_group.hpp>
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/strand.hpp>
 
-#include <algorithm>
 #include <atomic>
 #include <cstddef>
 #include <exception>
 #include <memory>
 #include <mutex>
-#include <thread>
 #include <utility>
 #include <vector>
 
@@ -64,7 +61,7 @@ public:
           limit{limit},
           slots{ex, limit == 0 ? async_semaphore::max_capacity : limit},
           tasks{ex},
-          strands_{make_strands(ex, limit)}
+          strands_{make_task_strands(ex, 0, limit)}
     {
     }
 
@@ -134,33 +131,6 @@ private:
     /// The strands tasks run on. The group emits cancellation into a task from
     /// any thread, and that must reach the coroutine on the strand it runs on,
     /// even when the group's executor is an io_context run by several threads.
-    /// Making a strand costs more than a short task (~0.6 us), so a group makes
-    /// a few up front, enough for every thread to run one of its tasks, and
-    /// tasks take turns on them; a group on a strand runs its tasks there.
-    static std::vector<asio::any_io_executor> make_strands(const asio::any_io_executor& ex,
-                                                           std::size_t limit)
-    {
-        using io_executor = asio::io_context::executor_type;
-        if (ex.target<asio::strand<io_executor>>() != nullptr ||
-            ex.target<asio::strand<asio::any_io_executor>>() != nullptr) {
-            return {ex};
-        }
-        std::size_t count = std::max(2u * std::thread::hardware_concurrency(), 2u);
-        if (limit != 0) {
-            count = std::min(count, limit);
-        }
-        std::vector<asio::any_io_executor> strands;
-        strands.reserve(count);
-        const auto* io = ex.target<io_executor>();
-        for (std::size_t i = 0; i < count; ++i) {
-            // The strand of the concrete executor fits inside an any_io_executor;
-            // a strand of the type-erased one needs a shared heap block.
-            strands.push_back(io != nullptr ? asio::any_io_executor{asio::make_strand(*io)}
-                                            : asio::any_io_executor{asio::make_strand(ex)});
-        }
-        return strands;
-    }
-
     const std::vector<asio::any_io_executor> strands_;
     std::atomic<std::size_t> next_strand_{0};
 };

@@ -3,25 +3,22 @@
 #include <tame/detail/config.hpp>
 #include <tame/detail/pool_keys.hpp>
 #include <tame/detail/pool_lane.hpp>
+#include <tame/detail/task_strands.hpp>
 #include <tame/semaphore.hpp>
 #include <tame/task_pool_options.hpp>
 #include <tame/wait_group.hpp>
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/error.hpp>
-#include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/strand.hpp>
 #include <boost/system/system_error.hpp>
 
-#include <algorithm>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <exception>
 #include <functional>
 #include <memory>
-#include <thread>
 #include <utility>
 #include <vector>
 
@@ -187,19 +184,6 @@ public:
         return s;
     }
 
-    std::size_t lane_count() const noexcept { return lanes_.size(); }
-
-    /// A new strand of `ex`: of its concrete io_context executor when it has
-    /// one, which fits inside an any_io_executor (a strand of the type-erased
-    /// executor needs a shared heap block, whose reference count TSan misreads).
-    static asio::any_io_executor make_strand(const asio::any_io_executor& ex)
-    {
-        if (const auto* io = ex.target<asio::io_context::executor_type>()) {
-            return asio::any_io_executor{asio::make_strand(*io)};
-        }
-        return asio::any_io_executor{asio::make_strand(ex)};
-    }
-
     const asio::any_io_executor executor;
     async_semaphore slots;
     wait_group tasks;
@@ -233,27 +217,18 @@ private:
         lane.post([self = shared_from_this(), &lane, epoch] { lane.sweep(epoch); });
     }
 
-    /// The strands tasks run on, made up front: making a strand costs more than
-    /// a short task. A pool on a strand, or on an executor one thread runs,
-    /// runs every task there.
+    /// The lanes: on the executor itself when one thread runs it, else on the
+    /// strands make_task_strands() picks.
     static std::vector<std::unique_ptr<pool_lane>> make_lanes(const asio::any_io_executor& ex,
                                                               const task_pool_options& options)
     {
-        using io_executor = asio::io_context::executor_type;
+        const std::vector<asio::any_io_executor> strands =
+            options.single_threaded ? std::vector<asio::any_io_executor>{ex}
+                                    : make_task_strands(ex, options.strands, options.capacity);
         std::vector<std::unique_ptr<pool_lane>> lanes;
-        if (options.single_threaded || ex.target<asio::strand<io_executor>>() != nullptr ||
-            ex.target<asio::strand<asio::any_io_executor>>() != nullptr) {
-            lanes.push_back(std::make_unique<pool_lane>(ex));
-            return lanes;
-        }
-        std::size_t count = options.strands;
-        if (count == 0) {
-            count = std::max<std::size_t>(2u * std::thread::hardware_concurrency(), 2u);
-            count = std::clamp<std::size_t>(count, 1, std::max<std::size_t>(options.capacity, 1));
-        }
-        lanes.reserve(count);
-        for (std::size_t i = 0; i < count; ++i) {
-            lanes.push_back(std::make_unique<pool_lane>(make_strand(ex)));
+        lanes.reserve(strands.size());
+        for (const auto& strand : strands) {
+            lanes.push_back(std::make_unique<pool_lane>(strand));
         }
         return lanes;
     }
