@@ -29,6 +29,10 @@ public:
             return "object was closed";
         case errc::pool_overloaded:
             return "pool is overloaded";
+        case errc::invalid_url:
+            return "invalid URL";
+        case errc::unsupported_scheme:
+            return "unsupported URL scheme";
         }
         return "unknown tame error";
     }

@@ -21,6 +21,8 @@ TEST_CASE("every tame error has its own message", "[core][error]")
     CHECK(tame::error_code{errc::timed_out}.message() == "operation timed out");
     CHECK(tame::error_code{errc::closed}.message() == "object was closed");
     CHECK(tame::error_code{errc::pool_overloaded}.message() == "pool is overloaded");
+    CHECK(tame::error_code{errc::invalid_url}.message() == "invalid URL");
+    CHECK(tame::error_code{errc::unsupported_scheme}.message() == "unsupported URL scheme");
     CHECK(tame::error_code{99, tame::category()}.message() ==
           "unknown tame error");
 }

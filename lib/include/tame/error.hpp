@@ -20,6 +20,10 @@ enum class errc {
     closed,
     /// A pool refused work because too many submitters were already waiting.
     pool_overloaded,
+    /// A URL could not be parsed, or lacks a host.
+    invalid_url,
+    /// A URL names a scheme the HTTP client does not speak (only `http`).
+    unsupported_scheme,
 };
 
 /// The category of tame::errc, named "tame".

@@ -1,0 +1,462 @@
+#include "connection.hpp"
+
+#include <tame/http/json.hpp>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/string.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/write.hpp>
+#include <boost/url/parse.hpp>
+
+#include <algorithm>
+#include <array>
+#include <cstdio>
+#include <limits>
+
+namespace tame::http::detail {
+namespace {
+
+namespace beast = boost::beast;
+using error_code = boost::system::error_code;
+
+constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+constexpr std::int64_t no_deadline = std::numeric_limits<std::int64_t>::max();
+constexpr std::size_t read_chunk = 8 * 1024;
+// After an error answer, the client's unread bytes are drained for this long
+// (and up to linger_bytes) before closing, so that closing with unread data does
+// not reset the connection before the client has read the answer.
+constexpr std::chrono::milliseconds linger_time{1000};
+constexpr std::size_t linger_bytes = 1024 * 1024;
+constexpr std::string_view continue_line = "HTTP/1.1 100 Continue\r\n\r\n";
+
+const boost::system::error_category& beast_http_category()
+{
+    static const auto& category = beast::http::make_error_code(beast::http::error::bad_method).category();
+    return category;
+}
+
+} // namespace
+
+connection::connection(std::shared_ptr<server_state> server, asio::ip::tcp::socket socket,
+                       strand_type strand, permit slot)
+    : server_{std::move(server)},
+      socket_{std::move(socket)},
+      strand_{std::move(strand)},
+      slot_{std::move(slot)},
+      deadline_{no_deadline}
+{
+    error_code ec;
+    peer_ = socket_.remote_endpoint(ec);
+    socket_.set_option(asio::ip::tcp::no_delay{true}, ec);
+    registration_ = server_->add(this);
+    server_->metrics.add_connection(1);
+}
+
+connection::~connection()
+{
+    server_->remove(registration_);
+    server_->metrics.add_connection(-1);
+}
+
+void connection::arm(std::chrono::milliseconds timeout, clock::time_point now) noexcept
+{
+    deadline_.store(timeout.count() > 0 ? ticks(now + timeout) : no_deadline, std::memory_order_relaxed);
+}
+
+void connection::disarm() noexcept
+{
+    deadline_.store(no_deadline, std::memory_order_relaxed);
+}
+
+asio::awaitable<void> connection::run()
+{
+    const auto& options = server_->options;
+    // A new connection must deliver its first request's headers in time.
+    arm(options.header_timeout, clock::now());
+
+    for (;;) {
+        if (buffer_.size() == 0) {
+            if (draining_ || server_->stage() != server_stage::running) {
+                break;
+            }
+            // Waiting for the next request is the idle phase; its first bytes
+            // start the header timeout.
+            phase_ = phase::waiting;
+            auto [ec, n] = co_await socket_.async_read_some(buffer_.prepare(read_chunk), use_tuple);
+            if (ec) {
+                break;
+            }
+            buffer_.commit(n);
+        }
+
+        phase_ = phase::reading;
+        started_ = clock::now();
+        arm(options.header_timeout, started_);
+        parser_.emplace();
+        parser_->header_limit(static_cast<std::uint32_t>(
+            std::min<std::size_t>(options.header_limit, std::numeric_limits<std::uint32_t>::max())));
+        parser_->body_limit(options.body_limit);
+
+        auto [header_ec, header_bytes] =
+            co_await beast::http::async_read_header(socket_, buffer_, *parser_, use_tuple);
+        if (header_ec) {
+            status code{};
+            std::string message;
+            if (answer_unreadable(header_ec, code, message)) {
+                co_await write_error(code, message);
+            }
+            break;
+        }
+
+        if (!parser_->is_done()) {
+            const auto expect = parser_->get()[field::expect];
+            if (!expect.empty()) {
+                if (!beast::iequals(expect, "100-continue")) {
+                    co_await write_error(status::expectation_failed,
+                                         "unsupported Expect: " + std::string{expect});
+                    break;
+                }
+                if (parser_->get().version() >= 11) {
+                    arm(options.write_timeout, clock::now());
+                    auto [ec, n] = co_await asio::async_write(
+                        socket_, asio::buffer(continue_line.data(), continue_line.size()), use_tuple);
+                    if (ec) {
+                        break;
+                    }
+                }
+            }
+            arm(options.body_timeout, clock::now());
+            auto [body_ec, body_bytes] = co_await beast::http::async_read(socket_, buffer_, *parser_, use_tuple);
+            if (body_ec) {
+                status code{};
+                std::string message;
+                if (answer_unreadable(body_ec, code, message)) {
+                    co_await write_error(code, message);
+                }
+                break;
+            }
+        }
+
+        if (!co_await serve(parser_->release())) {
+            break;
+        }
+    }
+
+    close_socket();
+}
+
+bool connection::answer_unreadable(const error_code& ec, status& code, std::string& message)
+{
+    if (ec == beast::http::error::header_limit) {
+        code = status::request_header_fields_too_large;
+        message = "request header larger than " + std::to_string(server_->options.header_limit) + " bytes";
+        return true;
+    }
+    if (ec == beast::http::error::body_limit) {
+        code = status::payload_too_large;
+        message = "request body larger than " + std::to_string(server_->options.body_limit) + " bytes";
+        return true;
+    }
+    // A client that closed mid-request (or a timeout that closed it) gets no answer;
+    // anything else Beast's parser rejects is malformed.
+    if (ec.category() == beast_http_category() && ec != beast::http::error::end_of_stream &&
+        ec != beast::http::error::partial_message) {
+        code = status::bad_request;
+        message = "malformed request: " + ec.message();
+        return true;
+    }
+    return false;
+}
+
+asio::awaitable<void> connection::write_error(status code, std::string_view message)
+{
+    auto res = error_response(code, message);
+    const bool header_done = parser_ && parser_->is_header_done();
+    const unsigned version = header_done ? parser_->get().version() : 11;
+    finish(res, version, false, false);
+
+    phase_ = phase::writing;
+    arm(server_->options.write_timeout, clock::now());
+    auto [ec, n] = co_await beast::http::async_write(socket_, res, use_tuple);
+    const auto elapsed = clock::now() - started_;
+    server_->metrics.record_request(server_->metrics.invalid_route(), res.result_int(), elapsed);
+    log({peer_, header_done ? parser_->get().method_string() : "-",
+         header_done ? parser_->get().target() : "-", version, res.result_int(), res.body().size(), elapsed});
+    if (!ec) {
+        co_await linger();
+    }
+}
+
+asio::awaitable<void> connection::linger()
+{
+    phase_ = phase::lingering;
+    error_code ignored;
+    socket_.shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
+    arm(linger_time, clock::now());
+    std::array<char, 4096> scratch;
+    for (std::size_t total = 0; total < linger_bytes;) {
+        auto [ec, n] = co_await socket_.async_read_some(asio::buffer(scratch), use_tuple);
+        if (ec) {
+            break;
+        }
+        total += n;
+    }
+}
+
+asio::awaitable<bool> connection::serve(http::request req)
+{
+    auto& server = *server_;
+    const auto& options = server.options;
+    const unsigned version = req.version();
+    const bool head = req.method() == verb::head;
+    bool keep_alive = req.keep_alive();
+    ++request_count_;
+
+    response res;
+    std::size_t route = server.metrics.invalid_route();
+    std::optional<request_context> ctx;
+    bool send = true;
+
+    auto target = boost::urls::parse_origin_form(req.target());
+    if (!target) {
+        res = error_response(status::bad_request, "malformed request target");
+    } else {
+        auto match = server.routes.match(req.method(), target->encoded_path());
+        route = server.metrics.unmatched_route();
+        switch (match.result) {
+        case route_match::outcome::not_found:
+            res = error_response(status::not_found, "no route for " + std::string{req.method_string()} +
+                                                        " " + std::string{target->encoded_path()});
+            break;
+        case route_match::outcome::method_not_allowed:
+            res = error_response(status::method_not_allowed,
+                                 "method " + std::string{req.method_string()} + " not allowed for " +
+                                     std::string{target->encoded_path()});
+            res.set(field::allow, match.allow);
+            break;
+        case route_match::outcome::found:
+            route = match.index;
+            if (!server.try_enter_handler()) {
+                server.metrics.record_shed();
+                res = error_response(status::service_unavailable, "too many requests in flight; retry later");
+                res.set(field::retry_after, std::to_string(options.retry_after.count()));
+                break;
+            }
+            ctx.emplace(std::move(req), std::move(match.params), peer_, asio::any_io_executor{strand_},
+                        server.routes.label(route));
+            phase_ = phase::handling;
+            arm(options.request_timeout, clock::now());
+            auto [ep, handler_res] = co_await run_handler(route, *ctx);
+            server.leave_handler();
+            if (ep) {
+                res = answer_exception(ep, *ctx, route);
+                send = ctx->cancel_reason() != cancel_reason::client_gone;
+            } else {
+                res = std::move(handler_res);
+            }
+            break;
+        }
+    }
+    const http::request& msg = ctx ? ctx->request() : req;
+
+    keep_alive = keep_alive && !draining_ && !client_gone_ && server.stage() == server_stage::running;
+    const std::size_t bytes = res.body().size();
+    finish(res, version, keep_alive, head);
+
+    unsigned code = 499; // nginx's "client closed request"
+    bool written = false;
+    if (send && phase_ != phase::closed) {
+        code = res.result_int();
+        phase_ = phase::writing;
+        arm(options.write_timeout, clock::now());
+        auto [ec, n] = co_await beast::http::async_write(socket_, res, use_tuple);
+        written = !ec;
+    }
+    const auto done = clock::now();
+    server.metrics.record_request(route, code, done - started_);
+    log({peer_, msg.method_string(), msg.target(), version, code, bytes, done - started_});
+
+    if (!written || !res.keep_alive()) {
+        co_return false;
+    }
+    phase_ = phase::waiting;
+    arm(options.idle_timeout, done);
+    co_return true;
+}
+
+void connection::finish(response& res, unsigned version, bool keep_alive, bool head)
+{
+    res.version(version);
+    res.keep_alive(keep_alive);
+    if (!res.has_content_length() && !res.chunked()) {
+        res.prepare_payload();
+    }
+    // A HEAD answer carries the GET answer's headers, Content-Length included,
+    // and no body.
+    if (head) {
+        res.body().clear();
+    }
+}
+
+asio::awaitable<std::tuple<std::exception_ptr, response>> connection::run_handler(std::size_t route,
+                                                                                   request_context& ctx)
+{
+    auto initiation = [this, route, &ctx](auto completion) {
+        asio::awaitable<response> task;
+        try {
+            task = server_->routes.handler_at(route)(ctx);
+        } catch (...) {
+            asio::post(strand_, [c = std::move(completion), ep = std::current_exception()]() mutable {
+                std::move(c)(ep, response{});
+            });
+            return;
+        }
+        context_ = &ctx;
+        handler_done_ = false;
+        // The handler runs inline up to its first suspension. Only a handler that
+        // suspends needs to notice its client leaving; one that answers at once
+        // costs no watch.
+        asio::co_spawn(
+            strand_, std::move(task),
+            asio::bind_cancellation_slot(
+                handler_signal_.slot(),
+                asio::bind_executor(strand_, [self = shared_from_this(), c = std::move(completion)](
+                                                 std::exception_ptr ep, response res) mutable {
+                    self->handler_done_ = true;
+                    self->context_ = nullptr;
+                    self->stop_watching();
+                    std::move(c)(ep, std::move(res));
+                })));
+        if (!handler_done_) {
+            watch_for_disconnect();
+        }
+    };
+    co_return co_await asio::async_initiate<decltype(use_tuple), void(std::exception_ptr, response)>(
+        initiation, use_tuple);
+}
+
+response connection::answer_exception(std::exception_ptr ep, request_context& ctx, std::size_t route)
+{
+    std::string what;
+    try {
+        std::rethrow_exception(ep);
+    } catch (const http_error& e) {
+        return error_response(e.status(), e.what());
+    } catch (const boost::system::system_error& e) {
+        if (ctx.is_cancelled() && e.code() == asio::error::operation_aborted) {
+            return error_response(status::service_unavailable, ctx.cancel_reason() == cancel_reason::deadline
+                                                                   ? "request deadline exceeded"
+                                                                   : "server is shutting down");
+        }
+        what = e.what();
+    } catch (const std::exception& e) {
+        what = e.what();
+    } catch (...) {
+        what = "an exception not derived from std::exception";
+    }
+    std::fprintf(stderr, "tame::http: the handler of %s threw: %s\n", server_->routes.label(route).c_str(),
+                 what.c_str());
+    return error_response(status::internal_server_error, "internal server error");
+}
+
+void connection::watch_for_disconnect()
+{
+    watching_ = true;
+    socket_.async_wait(asio::ip::tcp::socket::wait_read,
+                       asio::bind_executor(strand_, [self = shared_from_this(), request = request_count_](
+                                                        const error_code& ec) {
+                           if (ec || request != self->request_count_ || self->handler_done_) {
+                               return;
+                           }
+                           self->watching_ = false;
+                           // Readable with nothing to read is end of stream (or an
+                           // error): the client has gone. Bytes mean a pipelined
+                           // request, which the next loop reads.
+                           error_code available_ec;
+                           if (self->socket_.available(available_ec) == 0 || available_ec) {
+                               self->client_gone_ = true;
+                               self->cancel_handler(cancel_reason::client_gone);
+                           }
+                       }));
+}
+
+void connection::stop_watching()
+{
+    if (watching_) {
+        watching_ = false;
+        error_code ignored;
+        socket_.cancel(ignored);
+    }
+}
+
+void connection::cancel_handler(cancel_reason why)
+{
+    if (handler_done_ || context_ == nullptr || context_->is_cancelled()) {
+        return;
+    }
+    context_->mark_cancelled(why);
+    handler_signal_.emit(asio::cancellation_type::terminal);
+}
+
+void connection::close_socket()
+{
+    phase_ = phase::closed;
+    disarm();
+    error_code ignored;
+    socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
+    socket_.close(ignored);
+}
+
+void connection::on_deadline()
+{
+    deadline_posted_.store(false, std::memory_order_release);
+    if (deadline() > ticks(clock::now()) || phase_ == phase::closed) {
+        return;
+    }
+    if (phase_ == phase::handling) {
+        disarm();
+        cancel_handler(cancel_reason::deadline);
+        return;
+    }
+    close_socket();
+}
+
+void connection::on_drain()
+{
+    draining_ = true;
+    if (phase_ == phase::waiting) {
+        close_socket();
+    }
+}
+
+void connection::on_drain_timeout()
+{
+    if (phase_ == phase::handling && !handler_done_) {
+        server_->count_cancelled();
+        cancel_handler(cancel_reason::shutdown);
+        return;
+    }
+    close_socket();
+}
+
+void connection::on_stop()
+{
+    cancel_handler(cancel_reason::shutdown);
+    close_socket();
+}
+
+void connection::log(const access_entry& entry)
+{
+    if (server_->options.access_log) {
+        server_->options.access_log(entry);
+    }
+}
+
+} // namespace tame::http::detail

@@ -1,0 +1,108 @@
+#pragma once
+
+// One accepted connection of a tame::http::server: a coroutine on a strand of its
+// own that reads requests, runs their handlers and writes their responses in
+// order. Private to lib/src/http.
+
+#include "server_state.hpp"
+
+#include <tame/http/message.hpp>
+#include <tame/http/request_context.hpp>
+#include <tame/permit.hpp>
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http/parser.hpp>
+
+#include <atomic>
+#include <cstdint>
+#include <exception>
+#include <list>
+#include <memory>
+#include <optional>
+
+namespace tame::http::detail {
+
+class connection : public std::enable_shared_from_this<connection> {
+public:
+    connection(std::shared_ptr<server_state> server, asio::ip::tcp::socket socket, strand_type strand,
+               permit slot);
+    ~connection();
+
+    connection(const connection&) = delete;
+    connection& operator=(const connection&) = delete;
+
+    /// Serves requests until the client leaves, an error or a timeout closes the
+    /// connection, or a shutdown ends it. Runs on the strand.
+    asio::awaitable<void> run();
+
+    /// The current phase's deadline, in ticks(); read by the sweeper (any thread).
+    std::int64_t deadline() const noexcept { return deadline_.load(std::memory_order_relaxed); }
+
+    /// Claims the right to post on_deadline(); false if one is already posted.
+    bool claim_deadline_post() noexcept { return !deadline_posted_.exchange(true, std::memory_order_acq_rel); }
+
+    const strand_type& strand() const noexcept { return strand_; }
+
+    // Called on the strand:
+    /// The deadline may have passed: close the connection, or cancel the handler.
+    void on_deadline();
+    /// A shutdown began: close if idle, else close after the current response.
+    void on_drain();
+    /// The drain period ended: cancel the handler if one runs, else close.
+    void on_drain_timeout();
+    /// An immediate stop: cancel the handler and close.
+    void on_stop();
+
+private:
+    enum class phase : std::uint8_t { waiting, reading, handling, writing, lingering, closed };
+
+    struct answer;
+
+    asio::awaitable<bool> serve(http::request req);
+    asio::awaitable<void> write_error(status code, std::string_view message);
+    asio::awaitable<void> linger();
+    asio::awaitable<std::tuple<std::exception_ptr, response>> run_handler(std::size_t route,
+                                                                          request_context& ctx);
+    response answer_exception(std::exception_ptr ep, request_context& ctx, std::size_t route);
+    bool answer_unreadable(const boost::system::error_code& ec, status& code, std::string& message);
+    void finish(response& res, unsigned version, bool keep_alive, bool head);
+    void log(const access_entry& entry);
+
+    void arm(std::chrono::milliseconds timeout, clock::time_point now) noexcept;
+    void disarm() noexcept;
+    void watch_for_disconnect();
+    void stop_watching();
+    void cancel_handler(cancel_reason why);
+    void close_socket();
+
+    std::shared_ptr<server_state> server_;
+    asio::ip::tcp::socket socket_;
+    strand_type strand_;
+    permit slot_;
+    asio::ip::tcp::endpoint peer_;
+    std::list<connection*>::iterator registration_;
+    boost::beast::flat_buffer buffer_;
+    std::optional<boost::beast::http::request_parser<boost::beast::http::string_body>> parser_;
+
+    std::atomic<std::int64_t> deadline_;
+    std::atomic<bool> deadline_posted_{false};
+
+    // Strand-only state.
+    phase phase_ = phase::waiting;
+    clock::time_point started_;
+    bool draining_ = false;
+    bool client_gone_ = false;
+    // The running handler: its context, whether it has completed, and the signal
+    // its co_spawn is bound to. The signal outlives each handler's coroutine, as
+    // Asio 1.81's co_spawn needs; emits are guarded by handler_done_.
+    request_context* context_ = nullptr;
+    bool handler_done_ = true;
+    bool watching_ = false;
+    std::uint64_t request_count_ = 0;
+    asio::cancellation_signal handler_signal_;
+};
+
+} // namespace tame::http::detail

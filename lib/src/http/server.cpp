@@ -1,0 +1,377 @@
+#include <tame/http/server.hpp>
+
+#include "connection.hpp"
+
+#include <tame/http/json.hpp>
+#include <tame/http/request_context.hpp>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/json/object.hpp>
+
+#include <algorithm>
+#include <cstdio>
+#include <stdexcept>
+
+namespace tame::http {
+namespace detail {
+namespace {
+
+constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+
+// The sweeper visits every connection ten times per shortest timeout, so a
+// timeout fires at most a tenth late; never more often than every millisecond,
+// never less than every second.
+clock::duration sweep_interval_for(const server_options& o)
+{
+    std::chrono::milliseconds shortest{1000};
+    for (auto t : {o.header_timeout, o.idle_timeout, o.body_timeout, o.write_timeout, o.request_timeout}) {
+        if (t.count() > 0) {
+            shortest = std::min(shortest, t);
+        }
+    }
+    return std::clamp<clock::duration>(shortest / 10, std::chrono::milliseconds{1}, std::chrono::seconds{1});
+}
+
+router with_builtin_routes(router routes, const server_options& options, server_state* self)
+{
+    if (!options.builtin_routes) {
+        return routes;
+    }
+    if (!routes.contains(verb::get, "/healthz")) {
+        routes.get("/healthz", [self](request_context&) -> asio::awaitable<response> {
+            // A draining server tells load balancers to stop sending work.
+            if (self->stage() != server_stage::running) {
+                co_return json_response(status::service_unavailable, boost::json::object{{"status", "draining"}});
+            }
+            co_return json_response(boost::json::object{{"status", "ok"}});
+        });
+    }
+    if (!routes.contains(verb::get, "/metrics")) {
+        routes.get("/metrics", [self](request_context&) -> asio::awaitable<response> {
+            response res{status::ok, 11};
+            res.set(field::content_type, "text/plain; version=0.0.4; charset=utf-8");
+            res.body() = self->metrics.render();
+            co_return res;
+        });
+    }
+    return routes;
+}
+
+std::vector<std::string> route_labels(const router& routes)
+{
+    std::vector<std::string> labels;
+    for (std::size_t i = 0; i < routes.size(); ++i) {
+        labels.push_back(routes.label(i));
+    }
+    return labels;
+}
+
+} // namespace
+
+server_state::server_state(asio::io_context& context, router r, server_options o)
+    : io{context},
+      // The built-in handlers only keep the pointer; they run after construction.
+      routes{with_builtin_routes(std::move(r), o, this)},
+      options{std::move(o)},
+      metrics{route_labels(routes)},
+      control{asio::make_strand(context)},
+      acceptor{control},
+      connection_slots{context.get_executor(), std::max<std::size_t>(options.max_connections, 1)},
+      active{context.get_executor()},
+      sweep_timer{control},
+      sweep_interval{sweep_interval_for(options)},
+      drain_timer_{control}
+{
+}
+
+void server_state::start()
+{
+    if (stage() != server_stage::created) {
+        throw std::logic_error{"tame::http::server: start() called twice or after a stop"};
+    }
+    const auto address = asio::ip::make_address(options.address);
+    const asio::ip::tcp::endpoint endpoint{address, options.port};
+    try {
+        acceptor.open(endpoint.protocol());
+        acceptor.set_option(asio::socket_base::reuse_address{true});
+        acceptor.bind(endpoint);
+        acceptor.listen(asio::socket_base::max_listen_connections);
+    } catch (const boost::system::system_error& e) {
+        boost::system::error_code ignored;
+        acceptor.close(ignored);
+        throw boost::system::system_error{e.code(), "tame::http::server: cannot listen on " +
+                                                        options.address + ":" + std::to_string(options.port)};
+    }
+    stage_.store(server_stage::running, std::memory_order_release);
+
+    auto self = shared_from_this();
+    active.add(1);
+    asio::co_spawn(control, accept_loop(), asio::bind_executor(control, [self](std::exception_ptr ep) {
+                       if (ep) {
+                           std::fputs("tame::http: the accept loop ended with an exception\n", stderr);
+                       }
+                       self->active.done();
+                   }));
+    asio::co_spawn(control, sweep(), asio::bind_executor(control, [self](std::exception_ptr) {}));
+}
+
+asio::awaitable<void> server_state::accept_loop()
+{
+    auto self = shared_from_this();
+    for (;;) {
+        auto [slot_ec, slot] = co_await connection_slots.async_acquire(1, use_tuple);
+        if (slot_ec || stage() != server_stage::running) {
+            break;
+        }
+        auto strand = asio::make_strand(io);
+        auto [ec, socket] = co_await acceptor.async_accept(asio::any_io_executor{strand}, use_tuple);
+        if (stage() != server_stage::running || !acceptor.is_open()) {
+            break;
+        }
+        if (ec) {
+            // Out of descriptors, or a connection reset while queued: wait a little
+            // rather than spin, and keep serving.
+            asio::steady_timer pause{control, std::chrono::milliseconds{50}};
+            co_await pause.async_wait(use_tuple);
+            continue;
+        }
+        auto c = std::make_shared<connection>(self, std::move(socket), strand, std::move(slot));
+        active.add(1);
+        asio::co_spawn(strand, c->run(), asio::bind_executor(strand, [c, self](std::exception_ptr ep) {
+                           if (ep) {
+                               try {
+                                   std::rethrow_exception(ep);
+                               } catch (const std::exception& e) {
+                                   std::fprintf(stderr, "tame::http: a connection ended with: %s\n", e.what());
+                               } catch (...) {
+                                   std::fputs("tame::http: a connection ended with an exception\n", stderr);
+                               }
+                           }
+                           self->active.done();
+                       }));
+    }
+}
+
+asio::awaitable<void> server_state::sweep()
+{
+    auto self = shared_from_this();
+    while (stage() != server_stage::stopped) {
+        sweep_timer.expires_after(sweep_interval);
+        co_await sweep_timer.async_wait(use_tuple);
+        const auto now = ticks(clock::now());
+        std::lock_guard lock{mutex_};
+        for (auto* c : connections_) {
+            if (c->deadline() > now || !c->claim_deadline_post()) {
+                continue;
+            }
+            // A connection whose count has dropped to zero is being destroyed
+            // (its destructor waits for this lock); it needs no sweeping.
+            if (auto alive = c->weak_from_this().lock()) {
+                asio::post(alive->strand(), [alive] { alive->on_deadline(); });
+            }
+        }
+    }
+}
+
+bool server_state::try_enter_handler() noexcept
+{
+    if (static_cast<std::size_t>(metrics.in_flight()) >= options.max_in_flight) {
+        return false;
+    }
+    // The check and the increment are not one step: under a burst on several
+    // threads the cap may be passed by the number of threads, no more.
+    metrics.add_in_flight(1);
+    return true;
+}
+
+void server_state::leave_handler() noexcept
+{
+    metrics.add_in_flight(-1);
+}
+
+std::list<connection*>::iterator server_state::add(connection* c)
+{
+    std::lock_guard lock{mutex_};
+    return connections_.insert(connections_.end(), c);
+}
+
+void server_state::remove(std::list<connection*>::iterator it)
+{
+    std::lock_guard lock{mutex_};
+    connections_.erase(it);
+}
+
+std::vector<std::shared_ptr<connection>> server_state::connections()
+{
+    std::vector<std::shared_ptr<connection>> alive;
+    std::lock_guard lock{mutex_};
+    alive.reserve(connections_.size());
+    for (auto* c : connections_) {
+        if (auto p = c->weak_from_this().lock()) {
+            alive.push_back(std::move(p));
+        }
+    }
+    return alive;
+}
+
+void server_state::stop_accepting()
+{
+    boost::system::error_code ignored;
+    acceptor.close(ignored);
+    connection_slots.close();
+}
+
+void server_state::shutdown(clock::duration drain, asio::any_completion_handler<void(std::size_t)> handler)
+{
+    auto self = shared_from_this();
+    auto slot = asio::get_associated_cancellation_slot(handler);
+    if (slot.is_connected()) {
+        // Cancelling the shutdown ends the drain period early. The slot is the
+        // caller's; the work is moved to the control strand.
+        std::weak_ptr<server_state> weak = self;
+        slot.assign([weak](asio::cancellation_type) {
+            if (auto s = weak.lock()) {
+                asio::post(s->control, [s] { s->end_drain_period(); });
+            }
+        });
+    }
+    asio::post(control, [self, drain, h = std::move(handler)]() mutable {
+        self->shutdown_waiters_.push_back(std::move(h));
+        if (self->finished_) {
+            self->finish_shutdown();
+            return;
+        }
+        if (self->shutdown_started_) {
+            return;
+        }
+        self->shutdown_started_ = true;
+        auto expected = server_stage::running;
+        if (!self->stage_.compare_exchange_strong(expected, server_stage::draining)) {
+            // Never started, or already stopped: nothing drains.
+            self->stage_.store(server_stage::stopped, std::memory_order_release);
+        }
+        self->stop_accepting();
+        for (auto& c : self->connections()) {
+            asio::post(c->strand(), [c] { c->on_drain(); });
+        }
+        self->active.async_wait(asio::bind_executor(self->control, [self](boost::system::error_code) {
+            self->drained_ = true;
+            self->drain_timer_.cancel();
+        }));
+        self->drain_timer_.expires_after(std::min<clock::duration>(drain, std::chrono::hours{24 * 365 * 100}));
+        self->drain_timer_.async_wait(
+            asio::bind_executor(self->control, [self](boost::system::error_code) { self->end_drain_period(); }));
+    });
+}
+
+void server_state::end_drain_period()
+{
+    // Reached when the drain timer expires, when everything has drained (which
+    // cancels the timer), or when the caller cancels the shutdown.
+    if (!shutdown_started_ || ending_) {
+        return;
+    }
+    ending_ = true;
+    stage_.store(server_stage::stopped, std::memory_order_release);
+    if (!drained_) {
+        for (auto& c : connections()) {
+            asio::post(c->strand(), [c] { c->on_drain_timeout(); });
+        }
+    }
+    auto self = shared_from_this();
+    active.async_wait(asio::bind_executor(control, [self](boost::system::error_code) { self->finish_shutdown(); }));
+}
+
+void server_state::finish_shutdown()
+{
+    finished_ = true;
+    stage_.store(server_stage::stopped, std::memory_order_release);
+    sweep_timer.cancel();
+    const auto cancelled = cancelled_.load(std::memory_order_relaxed);
+    for (auto& h : shutdown_waiters_) {
+        auto ex = asio::get_associated_executor(h, io.get_executor());
+        asio::post(io, asio::bind_executor(ex, [h = std::move(h), cancelled]() mutable {
+                       asio::get_associated_cancellation_slot(h).clear();
+                       std::move(h)(cancelled);
+                   }));
+    }
+    shutdown_waiters_.clear();
+}
+
+void server_state::stop()
+{
+    stage_.store(server_stage::stopped, std::memory_order_release);
+    auto self = shared_from_this();
+    asio::post(control, [self] {
+        self->stop_accepting();
+        self->sweep_timer.cancel();
+        self->drain_timer_.cancel();
+    });
+    for (auto& c : connections()) {
+        asio::post(c->strand(), [c] { c->on_stop(); });
+    }
+}
+
+} // namespace detail
+
+server::server(asio::io_context& io, router routes, server_options options)
+    : state_{std::make_shared<detail::server_state>(io, std::move(routes), std::move(options))}
+{
+}
+
+server::~server()
+{
+    state_->stop();
+}
+
+void server::start()
+{
+    state_->start();
+}
+
+asio::ip::tcp::endpoint server::local_endpoint() const
+{
+    return state_->acceptor.local_endpoint();
+}
+
+metrics_registry& server::metrics() noexcept
+{
+    return state_->metrics;
+}
+
+bool server::is_stopping() const noexcept
+{
+    return state_->stage() == detail::server_stage::draining || state_->stage() == detail::server_stage::stopped;
+}
+
+void server::stop()
+{
+    state_->stop();
+}
+
+void server::start_shutdown(std::chrono::steady_clock::duration drain,
+                            asio::any_completion_handler<void(std::size_t)> handler)
+{
+    state_->shutdown(drain, std::move(handler));
+}
+
+void log_to_stderr(const access_entry& e)
+{
+    char line[512];
+    const auto address = e.peer.address().to_string();
+    const int n = std::snprintf(line, sizeof line, "%s:%u \"%.*s %.*s HTTP/%u.%u\" %u %zu %.3fms\n",
+                                address.c_str(), static_cast<unsigned>(e.peer.port()),
+                                static_cast<int>(std::min<std::size_t>(e.method.size(), 32)), e.method.data(),
+                                static_cast<int>(std::min<std::size_t>(e.target.size(), 256)), e.target.data(),
+                                e.version / 10, e.version % 10, e.status, e.bytes,
+                                std::chrono::duration<double, std::milli>(e.duration).count());
+    // One write per line, so that lines from several threads do not interleave.
+    std::fwrite(line, 1, static_cast<std::size_t>(std::min<int>(n, sizeof line - 1)), stderr);
+}
+
+} // namespace tame::http

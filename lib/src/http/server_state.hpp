@@ -1,0 +1,107 @@
+#pragma once
+
+// The shared state of a tame::http::server: what its accept loop, its sweeper,
+// its connections and its shutdown have in common. Private to lib/src/http.
+
+#include <tame/http/metrics.hpp>
+#include <tame/http/router.hpp>
+#include <tame/http/server_options.hpp>
+#include <tame/semaphore.hpp>
+#include <tame/wait_group.hpp>
+
+#include <boost/asio/any_completion_handler.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+namespace tame::http::detail {
+
+namespace asio = boost::asio;
+
+using strand_type = asio::strand<asio::io_context::executor_type>;
+using clock = std::chrono::steady_clock;
+
+class connection;
+
+/// Where the server is in its life.
+enum class server_stage { created, running, draining, stopped };
+
+/// Nanoseconds on the steady clock: the form connections keep their deadlines in,
+/// so that the sweeper can read them without locks.
+inline std::int64_t ticks(clock::time_point t) noexcept
+{
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+}
+
+class server_state : public std::enable_shared_from_this<server_state> {
+public:
+    server_state(asio::io_context& io, router routes, server_options options);
+
+    asio::io_context& io;
+    const router routes;
+    const server_options options;
+    metrics_registry metrics;
+
+    /// Runs the accept loop, the sweeper and the shutdown steps.
+    strand_type control;
+    asio::ip::tcp::acceptor acceptor;
+    /// One permit per open connection: accept waits for one.
+    async_semaphore connection_slots;
+    /// Counts the accept loop and every connection, for shutdown to wait on.
+    wait_group active;
+    asio::steady_timer sweep_timer;
+    const clock::duration sweep_interval;
+
+    server_stage stage() const noexcept { return stage_.load(std::memory_order_acquire); }
+
+    /// Binds, listens, and starts the accept loop and the sweeper.
+    void start();
+
+    /// Takes a slot for a request's handler, or refuses when max_in_flight run.
+    bool try_enter_handler() noexcept;
+    void leave_handler() noexcept;
+
+    /// Connection bookkeeping (any thread).
+    std::list<connection*>::iterator add(connection* c);
+    void remove(std::list<connection*>::iterator it);
+    std::vector<std::shared_ptr<connection>> connections();
+
+    /// Graceful and immediate stops (any thread).
+    void shutdown(clock::duration drain, asio::any_completion_handler<void(std::size_t)> handler);
+    void stop();
+
+    /// A handler cancelled because a drain period ended.
+    void count_cancelled() noexcept { cancelled_.fetch_add(1, std::memory_order_relaxed); }
+
+private:
+    asio::awaitable<void> accept_loop();
+    asio::awaitable<void> sweep();
+    void stop_accepting();
+    void end_drain_period();
+    void finish_shutdown();
+
+    std::atomic<server_stage> stage_{server_stage::created};
+    std::atomic<std::size_t> cancelled_{0};
+
+    std::mutex mutex_;
+    std::list<connection*> connections_;
+
+    // Shutdown state, on the control strand.
+    std::vector<asio::any_completion_handler<void(std::size_t)>> shutdown_waiters_;
+    asio::steady_timer drain_timer_;
+    bool shutdown_started_ = false;
+    bool drained_ = false;
+    bool ending_ = false;
+    bool finished_ = false;
+};
+
+} // namespace tame::http::detail

@@ -1,0 +1,754 @@
+#include <tame/http/server.hpp>
+
+#include <tame/http/json.hpp>
+#include <tame/http/request_context.hpp>
+#include <tame/semaphore.hpp>
+
+#include <tame_test/http_harness.hpp>
+#include <tame_test/prometheus_text.hpp>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/json/parse.hpp>
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <future>
+#include <mutex>
+
+namespace asio = boost::asio;
+namespace http = tame::http;
+using namespace std::chrono_literals;
+using tame_test::raw_client;
+using tame_test::request_text;
+using tame_test::test_options;
+using tame_test::test_server;
+
+namespace {
+
+http::handler text(std::string body)
+{
+    return [body](http::request_context&) -> asio::awaitable<http::response> {
+        http::response res{http::status::ok, 11};
+        res.set(http::field::content_type, "text/plain");
+        res.body() = body;
+        co_return res;
+    };
+}
+
+/// A handler that waits `wait` on a timer, recording how the wait ended.
+struct sleeping_handler {
+    std::chrono::milliseconds wait;
+    std::shared_ptr<std::promise<http::cancel_reason>> outcome = std::make_shared<std::promise<http::cancel_reason>>();
+    std::shared_ptr<std::atomic<int>> started = std::make_shared<std::atomic<int>>(0);
+
+    http::handler get() const
+    {
+        return [wait = wait, outcome = outcome, started = started](http::request_context& ctx)
+                   -> asio::awaitable<http::response> {
+            ++*started;
+            asio::steady_timer timer{ctx.get_executor(), wait};
+            auto [ec] = co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+            outcome->set_value(ctx.cancel_reason());
+            if (ec) {
+                throw boost::system::system_error{ec};
+            }
+            co_return http::json_response(boost::json::object{{"slept", wait.count()}});
+        };
+    }
+
+    std::optional<http::cancel_reason> result(std::chrono::seconds limit = 10s)
+    {
+        auto f = outcome->get_future();
+        if (f.wait_for(limit) != std::future_status::ready) {
+            return std::nullopt;
+        }
+        return f.get();
+    }
+};
+
+bool wait_for(const std::function<bool()>& done, std::chrono::seconds limit = 10s)
+{
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    while (!done()) {
+        if (std::chrono::steady_clock::now() > deadline) {
+            return false;
+        }
+        std::this_thread::yield();
+    }
+    return true;
+}
+
+std::string error_of(const http::response& res)
+{
+    return std::string{boost::json::parse(res.body()).at("error").as_string()};
+}
+
+} // namespace
+
+TEST_CASE("a GET route answers with its handler's response", "[http][server]")
+{
+    test_server server{http::router{}.get("/hello", text("hello, world"))};
+    raw_client client{server.port()};
+
+    client.send(request_text("GET", "/hello"));
+    auto res = client.read_response();
+
+    REQUIRE(res);
+    CHECK(res->result() == http::status::ok);
+    CHECK(res->body() == "hello, world");
+    CHECK((*res)[http::field::content_length] == "12");
+}
+
+TEST_CASE("path parameters reach the handler percent-decoded", "[http][server]")
+{
+    http::router routes;
+    routes.get("/jobs/{id}/files/{name}", [](http::request_context& ctx) -> asio::awaitable<http::response> {
+        co_return http::json_response(
+            boost::json::object{{"id", ctx.path_param("id")}, {"name", ctx.path_param("name")}});
+    });
+    test_server server{std::move(routes)};
+    raw_client client{server.port()};
+
+    client.send(request_text("GET", "/jobs/42/files/a%20b%2Fc"));
+    auto res = client.read_response();
+
+    REQUIRE(res);
+    CHECK(boost::json::parse(res->body()) == boost::json::parse(R"({"id":"42","name":"a b/c"})"));
+}
+
+TEST_CASE("query parameters reach the handler percent-decoded", "[http][server]")
+{
+    http::router routes;
+    routes.get("/diagnose", [](http::request_context& ctx) -> asio::awaitable<http::response> {
+        co_return http::json_response(boost::json::object{{"symptoms", ctx.query("symptoms").value_or("<none>")},
+                                                          {"flag", ctx.query("flag").value_or("<none>")},
+                                                          {"missing", ctx.query("missing").value_or("<none>")}});
+    });
+    test_server server{std::move(routes)};
+    raw_client client{server.port()};
+
+    client.send(request_text("GET", "/diagnose?symptoms=fever%2C%20cough&flag"));
+    auto res = client.read_response();
+
+    REQUIRE(res);
+    CHECK(boost::json::parse(res->body()) ==
+          boost::json::parse(R"({"symptoms":"fever, cough","flag":"","missing":"<none>"})"));
+}
+
+TEST_CASE("an unknown path is answered 404 with a JSON error", "[http][server]")
+{
+    test_server server{http::router{}.get("/hello", text("hi"))};
+    raw_client client{server.port()};
+
+    client.send(request_text("GET", "/nowhere"));
+    auto res = client.read_response();
+
+    REQUIRE(res);
+    CHECK(res->result() == http::status::not_found);
+    CHECK((*res)[http::field::content_type] == "application/json");
+    CHECK(error_of(*res) == "no route for GET /nowhere");
+}
+
+TEST_CASE("a known path asked with another method is answered 405 with Allow", "[http][server]")
+{
+    http::router routes;
+    routes.get("/reports", text("list")).post("/reports", text("made"));
+    test_server server{std::move(routes)};
+    raw_client client{server.port()};
+
+    client.send(request_text("DELETE", "/reports"));
+    auto res = client.read_response();
+
+    REQUIRE(res);
+    CHECK(res->result() == http::status::method_not_allowed);
+    CHECK((*res)[http::field::allow] == "GET, POST, HEAD");
+    CHECK(error_of(*res) == "method DELETE not allowed for /reports");
+}
+
+TEST_CASE("a HEAD request gets the GET route's headers and no body", "[http][server]")
+{
+    test_server server{http::router{}.get("/hello", text("hello, world"))};
+    raw_client client{server.port()};
+
+    client.send(request_text("HEAD", "/hello") + request_text("GET", "/hello"));
+    auto head = client.read_response(true);
+    auto get = client.read_response();
+
+    REQUIRE(head);
+    CHECK(head->result() == http::status::ok);
+    CHECK((*head)[http::field::content_length] == "12");
+    CHECK(head->body().empty());
+    REQUIRE(get);
+    CHECK(get->body() == "hello, world");
+}
+
+TEST_CASE("an http_error thrown by a handler is answered with its status as JSON", "[http][server]")
+{
+    http::router routes;
+    routes.post("/reports/generate", [](http::request_context& ctx) -> asio::awaitable<http::response> {
+        auto body = http::parse_json_object(ctx.request());
+        if (!body.contains("reportIds")) {
+            throw http::http_error{http::status::bad_request, "reportIds is missing"};
+        }
+        co_return http::json_response(body);
+    });
+    test_server server{std::move(routes)};
+    raw_client client{server.port()};
+
+    client.send(request_text("POST", "/reports/generate", "", "{not json"));
+    auto bad_json = client.read_response();
+    client.send(request_text("POST", "/reports/generate", "", R"({"other":1})"));
+    auto missing = client.read_response();
+
+    REQUIRE(bad_json);
+    CHECK(bad_json->result() == http::status::bad_request);
+    CHECK(error_of(*bad_json).starts_with("request body is not valid JSON"));
+    REQUIRE(missing);
+    CHECK(missing->result() == http::status::bad_request);
+    CHECK(error_of(*missing) == "reportIds is missing");
+}
+
+TEST_CASE("a handler that throws is answered 500 and the connection keeps serving", "[http][server]")
+{
+    http::router routes;
+    routes.get("/boom", [](http::request_context&) -> asio::awaitable<http::response> {
+        throw std::runtime_error{"the report template is missing"};
+        co_return http::response{};
+    });
+    routes.get("/hello", text("still here"));
+    test_server server{std::move(routes)};
+    raw_client client{server.port()};
+
+    client.send(request_text("GET", "/boom"));
+    auto boom = client.read_response();
+    client.send(request_text("GET", "/hello"));
+    auto hello = client.read_response();
+
+    REQUIRE(boom);
+    CHECK(boom->result() == http::status::internal_server_error);
+    CHECK(error_of(*boom) == "internal server error");
+    REQUIRE(hello);
+    CHECK(hello->body() == "still here");
+}
+
+TEST_CASE("a kept-alive connection serves requests one after another", "[http][server]")
+{
+    test_server server{http::router{}.get("/hello", text("hi"))};
+    raw_client client{server.port()};
+
+    for (int i = 0; i < 3; ++i) {
+        client.send(request_text("GET", "/hello"));
+        auto res = client.read_response();
+        REQUIRE(res);
+        CHECK(res->keep_alive());
+    }
+
+    // The server records a request once its answer is written, just after the
+    // client has it.
+    CHECK(wait_for([&] { return server.server().metrics().requests(0, 200) == 3; }));
+    CHECK(server.server().metrics().connections() == 1);
+}
+
+TEST_CASE("pipelined requests are answered in the order they were sent", "[http][server]")
+{
+    http::router routes;
+    routes.get("/slow", [](http::request_context& ctx) -> asio::awaitable<http::response> {
+        asio::steady_timer timer{ctx.get_executor(), 50ms};
+        co_await timer.async_wait(asio::use_awaitable);
+        co_return http::response{http::status::ok, 11, "slow"};
+    });
+    routes.get("/fast", text("fast"));
+    test_server server{std::move(routes)};
+    raw_client client{server.port()};
+
+    client.send(request_text("GET", "/slow") + request_text("GET", "/fast") + request_text("GET", "/slow"));
+    auto first = client.read_response();
+    auto second = client.read_response();
+    auto third = client.read_response();
+
+    REQUIRE(first);
+    REQUIRE(second);
+    REQUIRE(third);
+    CHECK(first->body() == "slow");
+    CHECK(second->body() == "fast");
+    CHECK(third->body() == "slow");
+}
+
+TEST_CASE("an HTTP/1.0 request is answered in HTTP/1.0 and its connection closed", "[http][server]")
+{
+    test_server server{http::router{}.get("/hello", text("hi"))};
+    raw_client client{server.port()};
+
+    client.send("GET /hello HTTP/1.0\r\n\r\n");
+    auto res = client.read_response();
+
+    REQUIRE(res);
+    CHECK(res->version() == 10);
+    CHECK(res->body() == "hi");
+    CHECK(client.closed_by_server());
+}
+
+TEST_CASE("an HTTP/1.0 request asking for keep-alive keeps its connection", "[http][server]")
+{
+    test_server server{http::router{}.get("/hello", text("hi"))};
+    raw_client client{server.port()};
+
+    client.send("GET /hello HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    auto first = client.read_response();
+    client.send("GET /hello HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    auto second = client.read_response();
+
+    REQUIRE(first);
+    CHECK(first->keep_alive());
+    REQUIRE(second);
+    CHECK(second->body() == "hi");
+}
+
+TEST_CASE("a body over the limit is answered 413 and the connection closed", "[http][server]")
+{
+    auto options = test_options();
+    options.body_limit = 1000;
+    test_server server{http::router{}.post("/upload", text("stored")), options};
+    raw_client client{server.port()};
+
+    client.send(request_text("POST", "/upload", "", std::string(1001, 'x')));
+    auto res = client.read_response();
+
+    REQUIRE(res);
+    CHECK(res->result() == http::status::payload_too_large);
+    CHECK(error_of(*res) == "request body larger than 1000 bytes");
+    CHECK(client.closed_by_server());
+}
+
+TEST_CASE("a chunked body over the limit is answered 413", "[http][server]")
+{
+    auto options = test_options();
+    options.body_limit = 10;
+    test_server server{http::router{}.post("/upload", text("stored")), options};
+    raw_client client{server.port()};
+
+    client.send(request_text("POST", "/upload", "Transfer-Encoding: chunked\r\n") + "8\r\n01234567\r\n8\r\n01234567\r\n0\r\n\r\n");
+    auto res = client.read_response();
+
+    REQUIRE(res);
+    CHECK(res->result() == http::status::payload_too_large);
+}
+
+TEST_CASE("a body within the limit reaches the handler", "[http][server]")
+{
+    http::router routes;
+    routes.post("/echo", [](http::request_context& ctx) -> asio::awaitable<http::response> {
+        co_return http::response{http::status::ok, 11, ctx.request().body()};
+    });
+    auto options = test_options();
+    options.body_limit = 1000;
+    test_server server{std::move(routes), options};
+    raw_client client{server.port()};
+
+    client.send(request_text("POST", "/echo", "", std::string(1000, 'x')));
+    auto res = client.read_response();
+
+    REQUIRE(res);
+    CHECK(res->body() == std::string(1000, 'x'));
+}
+
+TEST_CASE("headers over the limit are answered 431 and the connection closed", "[http][server]")
+{
+    auto options = test_options();
+    options.header_limit = 1024;
+    test_server server{http::router{}.get("/hello", text("hi")), options};
+    raw_client client{server.port()};
+
+    client.send(request_text("GET", "/hello", "X-Padding: " + std::string(2000, 'p') + "\r\n"));
+    auto res = client.read_response();
+
+    REQUIRE(res);
+    CHECK(res->result() == http::status::request_header_fields_too_large);
+    CHECK(client.closed_by_server());
+}
+
+TEST_CASE("a malformed request is answered 400, its connection closed, and the server goes on", "[http][server]")
+{
+    test_server server{http::router{}.get("/hello", text("hi"))};
+    raw_client bad{server.port()};
+
+    bad.send("GET /hello HTTP/1.1\r\nHost: test\r\nContent-Length: banana\r\n\r\n");
+    auto res = bad.read_response();
+    raw_client good{server.port()};
+    good.send(request_text("GET", "/hello"));
+    auto after = good.read_response();
+
+    REQUIRE(res);
+    CHECK(res->result() == http::status::bad_request);
+    CHECK(error_of(*res).starts_with("malformed request"));
+    CHECK(bad.closed_by_server());
+    REQUIRE(after);
+    CHECK(after->body() == "hi");
+}
+
+TEST_CASE("a request line that is not HTTP is answered 400", "[http][server]")
+{
+    test_server server{http::router{}.get("/hello", text("hi"))};
+    raw_client client{server.port()};
+
+    client.send("\x16\x03\x01 this is not http\r\n\r\n");
+    auto res = client.read_response();
+
+    REQUIRE(res);
+    CHECK(res->result() == http::status::bad_request);
+    CHECK(client.closed_by_server());
+}
+
+TEST_CASE("Expect: 100-continue gets 100 Continue before the body is sent", "[http][server]")
+{
+    http::router routes;
+    routes.post("/echo", [](http::request_context& ctx) -> asio::awaitable<http::response> {
+        co_return http::response{http::status::ok, 11, ctx.request().body()};
+    });
+    test_server server{std::move(routes)};
+    raw_client client{server.port()};
+
+    client.send("POST /echo HTTP/1.1\r\nHost: test\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n");
+    auto interim = client.read_response();
+    client.send("hello");
+    auto res = client.read_response();
+
+    REQUIRE(interim);
+    CHECK(interim->result() == http::status::continue_);
+    REQUIRE(res);
+    CHECK(res->body() == "hello");
+}
+
+TEST_CASE("Expect: 100-continue with a body over the limit is refused without reading it", "[http][server]")
+{
+    auto options = test_options();
+    options.body_limit = 10;
+    test_server server{http::router{}.post("/upload", text("stored")), options};
+    raw_client client{server.port()};
+
+    client.send("POST /upload HTTP/1.1\r\nHost: test\r\nContent-Length: 1000000\r\nExpect: 100-continue\r\n\r\n");
+    auto res = client.read_response();
+
+    REQUIRE(res);
+    CHECK(res->result() == http::status::payload_too_large);
+}
+
+TEST_CASE("an Expect other than 100-continue is answered 417", "[http][server]")
+{
+    test_server server{http::router{}.post("/upload", text("stored"))};
+    raw_client client{server.port()};
+
+    client.send("POST /upload HTTP/1.1\r\nHost: test\r\nContent-Length: 5\r\nExpect: teapot\r\n\r\n");
+    auto res = client.read_response();
+
+    REQUIRE(res);
+    CHECK(res->result() == http::status::expectation_failed);
+}
+
+TEST_CASE("a connection that sends nothing is closed after the header timeout", "[http][server]")
+{
+    auto options = test_options();
+    options.header_timeout = 200ms;
+    test_server server{http::router{}.get("/hello", text("hi")), options};
+    raw_client client{server.port()};
+
+    CHECK(client.closed_by_server(5s));
+}
+
+TEST_CASE("a client sending its headers too slowly is disconnected (slowloris)", "[http][server]")
+{
+    auto options = test_options();
+    options.header_timeout = 300ms;
+    test_server server{http::router{}.get("/hello", text("hi")), options};
+    raw_client client{server.port()};
+    bool refused = false;
+
+    // One header byte every 50 ms never completes the headers within 300 ms.
+    const std::string request = request_text("GET", "/hello", "X-Slow: " + std::string(200, 's') + "\r\n");
+    for (char c : request) {
+        boost::system::error_code ec;
+        boost::asio::write(client.socket(), boost::asio::buffer(&c, 1), ec);
+        if (ec) {
+            refused = true;
+            break;
+        }
+        std::this_thread::sleep_for(50ms);
+    }
+
+    CHECK((refused || client.closed_by_server(5s)));
+}
+
+TEST_CASE("an idle kept-alive connection is closed after the idle timeout", "[http][server]")
+{
+    auto options = test_options();
+    options.idle_timeout = 200ms;
+    test_server server{http::router{}.get("/hello", text("hi")), options};
+    raw_client client{server.port()};
+
+    client.send(request_text("GET", "/hello"));
+    auto res = client.read_response();
+
+    REQUIRE(res);
+    CHECK(res->keep_alive());
+    CHECK(client.closed_by_server(5s));
+}
+
+TEST_CASE("a handler that outlives the request timeout is cancelled and answered 503", "[http][server]")
+{
+    auto options = test_options();
+    options.request_timeout = 200ms;
+    sleeping_handler sleeper{60s};
+    test_server server{http::router{}.get("/slow", sleeper.get()), options};
+    raw_client client{server.port()};
+
+    client.send(request_text("GET", "/slow"));
+    auto res = client.read_response();
+
+    REQUIRE(res);
+    CHECK(res->result() == http::status::service_unavailable);
+    CHECK(error_of(*res) == "request deadline exceeded");
+    CHECK(sleeper.result() == http::cancel_reason::deadline);
+}
+
+TEST_CASE("requests over the in-flight cap are answered 503 with Retry-After", "[http][server]")
+{
+    auto options = test_options();
+    options.max_in_flight = 1;
+    options.retry_after = 7s;
+    sleeping_handler sleeper{60s};
+    test_server server{http::router{}.get("/slow", sleeper.get()).get("/hello", text("hi")), options};
+    raw_client busy{server.port()};
+    raw_client shed{server.port()};
+
+    busy.send(request_text("GET", "/slow"));
+    REQUIRE(wait_for([&] { return *sleeper.started == 1; }));
+    shed.send(request_text("GET", "/hello"));
+    auto res = shed.read_response();
+
+    REQUIRE(res);
+    CHECK(res->result() == http::status::service_unavailable);
+    CHECK((*res)[http::field::retry_after] == "7");
+    CHECK(res->keep_alive());
+}
+
+TEST_CASE("connections over the limit wait in the backlog until one closes", "[http][server]")
+{
+    auto options = test_options();
+    options.max_connections = 1;
+    test_server server{http::router{}.get("/hello", text("hi")), options};
+    raw_client first{server.port()};
+    first.send(request_text("GET", "/hello"));
+    REQUIRE(first.read_response());
+
+    raw_client second{server.port()};
+    second.send(request_text("GET", "/hello"));
+    auto not_yet = second.read_response(false, 1s);
+    first.close();
+    auto served = second.read_response();
+
+    CHECK_FALSE(not_yet);
+    REQUIRE(served);
+    CHECK(served->body() == "hi");
+}
+
+TEST_CASE("a client that disconnects mid-handler cancels the handler", "[http][server]")
+{
+    sleeping_handler sleeper{60s};
+    test_server server{http::router{}.get("/slow", sleeper.get())};
+    raw_client client{server.port()};
+
+    client.send(request_text("GET", "/slow"));
+    REQUIRE(wait_for([&] { return *sleeper.started == 1; }));
+    client.close();
+
+    CHECK(sleeper.result() == http::cancel_reason::client_gone);
+    CHECK(wait_for([&] { return server.server().metrics().requests(0, 499) == 1; }));
+}
+
+TEST_CASE("work bound to the context's cancellation source stops when the client leaves", "[http][server]")
+{
+    auto stopped = std::make_shared<std::promise<boost::system::error_code>>();
+    auto started = std::make_shared<std::atomic<bool>>(false);
+    http::router routes;
+    routes.get("/bound", [stopped, started](http::request_context& ctx) -> asio::awaitable<http::response> {
+        // A timer on another executor, tied to the request only through the source.
+        auto timer = std::make_shared<asio::steady_timer>(ctx.get_executor(), 60s);
+        timer->async_wait(ctx.cancellation().bind([stopped, timer](boost::system::error_code ec) {
+            stopped->set_value(ec);
+        }));
+        *started = true;
+        asio::steady_timer wait{ctx.get_executor(), 60s};
+        co_await wait.async_wait(asio::use_awaitable);
+        co_return http::response{};
+    });
+    test_server server{std::move(routes)};
+    raw_client client{server.port()};
+
+    client.send(request_text("GET", "/bound"));
+    REQUIRE(wait_for([&] { return started->load(); }));
+    client.close();
+    auto result = stopped->get_future();
+
+    REQUIRE(result.wait_for(10s) == std::future_status::ready);
+    CHECK(result.get() == asio::error::operation_aborted);
+}
+
+TEST_CASE("a half-closed client still gets the answer of a handler that does not wait", "[http][server]")
+{
+    test_server server{http::router{}.get("/hello", text("hi"))};
+    raw_client client{server.port()};
+
+    client.send(request_text("GET", "/hello"));
+    client.shutdown_send();
+    auto res = client.read_response();
+
+    REQUIRE(res);
+    CHECK(res->body() == "hi");
+    CHECK(client.closed_by_server());
+}
+
+TEST_CASE("a shutdown lets requests in flight finish and refuses new connections", "[http][server]")
+{
+    sleeping_handler sleeper{300ms};
+    test_server server{http::router{}.get("/slow", sleeper.get())};
+    const auto port = server.port();
+    raw_client client{port};
+    client.send(request_text("GET", "/slow"));
+    REQUIRE(wait_for([&] { return *sleeper.started == 1; }));
+
+    auto cancelled = std::async(std::launch::async, [&] { return server.shutdown(30s); });
+    REQUIRE(wait_for([&] { return server.server().is_stopping(); }));
+    auto res = client.read_response();
+    const auto count = cancelled.get();
+    boost::system::error_code refused;
+    asio::io_context io;
+    asio::ip::tcp::socket late{io};
+    late.connect({asio::ip::make_address("127.0.0.1"), port}, refused);
+
+    REQUIRE(res);
+    CHECK(res->result() == http::status::ok);
+    CHECK_FALSE(res->keep_alive());
+    CHECK(sleeper.result() == http::cancel_reason::none);
+    CHECK(count == 0u);
+    CHECK(refused == asio::error::connection_refused);
+}
+
+TEST_CASE("a shutdown closes idle kept-alive connections at once", "[http][server]")
+{
+    test_server server{http::router{}.get("/hello", text("hi"))};
+    raw_client client{server.port()};
+    client.send(request_text("GET", "/hello"));
+    REQUIRE(client.read_response());
+
+    auto count = server.shutdown(30s);
+
+    CHECK(count == 0u);
+    CHECK(client.closed_by_server(1s));
+}
+
+TEST_CASE("a shutdown cancels the handlers still running when the drain period ends", "[http][server]")
+{
+    sleeping_handler sleeper{60s};
+    test_server server{http::router{}.get("/slow", sleeper.get())};
+    raw_client client{server.port()};
+    client.send(request_text("GET", "/slow"));
+    REQUIRE(wait_for([&] { return *sleeper.started == 1; }));
+
+    auto count = server.shutdown(100ms);
+    auto res = client.read_response();
+
+    CHECK(count == 1u);
+    CHECK(sleeper.result() == http::cancel_reason::shutdown);
+    REQUIRE(res);
+    CHECK(res->result() == http::status::service_unavailable);
+    CHECK(error_of(*res) == "server is shutting down");
+}
+
+TEST_CASE("/healthz answers ok", "[http][server]")
+{
+    test_server server{http::router{}};
+    raw_client client{server.port()};
+
+    client.send(request_text("GET", "/healthz"));
+    auto res = client.read_response();
+
+    REQUIRE(res);
+    CHECK(res->result() == http::status::ok);
+    CHECK(boost::json::parse(res->body()) == boost::json::parse(R"({"status":"ok"})"));
+}
+
+TEST_CASE("the router's own /healthz replaces the built-in one", "[http][server]")
+{
+    test_server server{http::router{}.get("/healthz", text("mine"))};
+    raw_client client{server.port()};
+
+    client.send(request_text("GET", "/healthz"));
+    auto res = client.read_response();
+
+    REQUIRE(res);
+    CHECK(res->body() == "mine");
+}
+
+TEST_CASE("/metrics is Prometheus text counting requests by route and status", "[http][server]")
+{
+    test_server server{http::router{}.get("/hello", text("hi"))};
+    raw_client client{server.port()};
+    client.send(request_text("GET", "/hello"));
+    REQUIRE(client.read_response());
+    client.send(request_text("GET", "/missing"));
+    REQUIRE(client.read_response());
+
+    client.send(request_text("GET", "/metrics"));
+    auto res = client.read_response();
+
+    REQUIRE(res);
+    CHECK(res->result() == http::status::ok);
+    CHECK((*res)[http::field::content_type].starts_with("text/plain; version=0.0.4"));
+    const auto& text = res->body();
+    INFO(text);
+    CHECK(tame_test::prometheus_problem(text) == "");
+    CHECK(text.find("tame_http_requests_total{route=\"GET /hello\",code=\"200\"} 1\n") != std::string::npos);
+    CHECK(text.find("tame_http_requests_total{route=\"unmatched\",code=\"404\"} 1\n") != std::string::npos);
+    CHECK(text.find("tame_http_requests_in_flight 1\n") != std::string::npos);
+    CHECK(text.find("tame_http_connections 1\n") != std::string::npos);
+}
+
+TEST_CASE("an access-log line is written for each request", "[http][server]")
+{
+    std::mutex mutex;
+    std::vector<std::string> lines;
+    auto options = test_options();
+    options.access_log = [&](const http::access_entry& e) {
+        std::lock_guard lock{mutex};
+        lines.push_back(std::string{e.method} + " " + std::string{e.target} + " " + std::to_string(e.status) + " " +
+                        std::to_string(e.bytes) + (e.peer.address().is_loopback() ? " loopback" : " other"));
+    };
+    test_server server{http::router{}.get("/hello", text("hi")), options};
+    raw_client client{server.port()};
+
+    client.send(request_text("GET", "/hello?x=1"));
+    REQUIRE(client.read_response());
+    client.send(request_text("GET", "/missing"));
+    REQUIRE(client.read_response());
+
+    REQUIRE(wait_for([&] {
+        std::lock_guard lock{mutex};
+        return lines.size() == 2;
+    }));
+    std::lock_guard lock{mutex};
+    CHECK(lines[0] == "GET /hello?x=1 200 2 loopback");
+    CHECK(lines[1].starts_with("GET /missing 404 "));
+}
+
+TEST_CASE("start() reports a port that is already taken", "[http][server]")
+{
+    test_server first{http::router{}};
+    asio::io_context io;
+    auto options = test_options();
+    options.port = first.port();
+    http::server second{io, http::router{}, options};
+
+    CHECK_THROWS_AS(second.start(), boost::system::system_error);
+}
