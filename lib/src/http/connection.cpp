@@ -16,9 +16,12 @@
 #include <boost/url/parse.hpp>
 
 #include <algorithm>
+#include <cerrno>
 #include <array>
 #include <cstdio>
 #include <limits>
+
+#include <sys/socket.h>
 
 namespace tame::http::detail {
 namespace {
@@ -375,16 +378,26 @@ void connection::watch_for_disconnect()
                            if (ec || request != self->request_count_ || self->handler_done_) {
                                return;
                            }
-                           self->watching_ = false;
-                           // Readable with nothing to read is end of stream (or an
-                           // error): the client has gone. Bytes mean a pipelined
-                           // request, which the next loop reads.
-                           error_code available_ec;
-                           if (self->socket_.available(available_ec) == 0 || available_ec) {
-                               self->client_gone_ = true;
-                               self->cancel_handler(cancel_reason::client_gone);
-                           }
+                           self->on_readable();
                        }));
+}
+
+void connection::on_readable()
+{
+    // A peek tells end of stream (0) and errors (a reset) from bytes (a
+    // pipelined request, which the next loop reads) and from a stale readiness
+    // event left by bytes already read (EAGAIN), after which the watch goes on.
+    char byte = 0;
+    const auto n = ::recv(socket_.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+        watch_for_disconnect();
+        return;
+    }
+    watching_ = false;
+    if (n <= 0) {
+        client_gone_ = true;
+        cancel_handler(cancel_reason::client_gone);
+    }
 }
 
 void connection::stop_watching()

@@ -74,6 +74,7 @@ private:
     void arm(std::chrono::milliseconds timeout, clock::time_point now) noexcept;
     void disarm() noexcept;
     void watch_for_disconnect();
+    void on_readable();
     void stop_watching();
     void cancel_handler(cancel_reason why);
     void close_socket();
