@@ -59,13 +59,11 @@ connection::connection(std::shared_ptr<server_state> server, asio::ip::tcp::sock
     peer_ = socket_.remote_endpoint(ec);
     socket_.set_option(asio::ip::tcp::no_delay{true}, ec);
     registration_ = server_->add(this);
-    server_->metrics.add_connection(1);
 }
 
 connection::~connection()
 {
     server_->remove(registration_);
-    server_->metrics.add_connection(-1);
 }
 
 void connection::arm(std::chrono::milliseconds timeout, clock::time_point now) noexcept
@@ -93,7 +91,10 @@ asio::awaitable<void> connection::run()
             // start the header timeout.
             phase_ = phase::waiting;
             auto [ec, n] = co_await socket_.async_read_some(buffer_.prepare(read_chunk), use_tuple);
-            if (ec) {
+            // A read can succeed after a shutdown closed the idle connection (its
+            // completion was already queued): the request is then not taken, as
+            // the client can no longer be answered.
+            if (ec || phase_ == phase::closed) {
                 break;
             }
             buffer_.commit(n);
@@ -109,6 +110,9 @@ asio::awaitable<void> connection::run()
 
         auto [header_ec, header_bytes] =
             co_await beast::http::async_read_header(socket_, buffer_, *parser_, use_tuple);
+        if (phase_ == phase::closed) {
+            break;
+        }
         if (header_ec) {
             status code{};
             std::string message;
@@ -137,6 +141,9 @@ asio::awaitable<void> connection::run()
             }
             arm(options.body_timeout, clock::now());
             auto [body_ec, body_bytes] = co_await beast::http::async_read(socket_, buffer_, *parser_, use_tuple);
+            if (phase_ == phase::closed) {
+                break;
+            }
             if (body_ec) {
                 status code{};
                 std::string message;

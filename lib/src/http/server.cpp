@@ -141,6 +141,9 @@ asio::awaitable<void> server_state::accept_loop()
             continue;
         }
         auto c = std::make_shared<connection>(self, std::move(socket), strand, std::move(slot));
+        // Counted from here to the end of run(), not to the object's destruction,
+        // which late references (a queued watch, a sweep) may delay.
+        metrics.add_connection(1);
         active.add(1);
         asio::co_spawn(strand, c->run(), asio::bind_executor(strand, [c, self](std::exception_ptr ep) {
                            if (ep) {
@@ -152,6 +155,7 @@ asio::awaitable<void> server_state::accept_loop()
                                    std::fputs("tame::http: a connection ended with an exception\n", stderr);
                                }
                            }
+                           self->metrics.add_connection(-1);
                            self->active.done();
                        }));
     }
