@@ -257,3 +257,20 @@ TEST_CASE("the client works with deferred and from a coroutine", "[http][client]
 
     CHECK(body == R"({"query":"x"})");
 }
+
+TEST_CASE("the client keeps work on the handler's executor until it completes", "[http][client]")
+{
+    test_server server{echo_routes()};
+    asio::io_context io_ops;
+    asio::io_context io_handler;
+    std::atomic<bool> called{false};
+
+    http::async_get(io_ops.get_executor(), server.url("/hello"),
+                    asio::bind_executor(io_handler.get_executor(), [&](tame::error_code, http::response) { called = true; }));
+    std::thread ops{[&] { io_ops.run(); }};
+    io_handler.run(); // as with any Asio operation, it waits for the handler
+    const bool ran_before_return = called.load();
+    ops.join();
+
+    CHECK(ran_before_return);
+}

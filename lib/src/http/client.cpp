@@ -94,6 +94,9 @@ public:
         auto fail = [this](error_code ec) {
             return std::tuple{cancelled_ ? error_code{asio::error::operation_aborted} : ec, response{}};
         };
+        if (cancelled_) {
+            co_return fail({});
+        }
 
         auto [resolve_ec, endpoints] = co_await resolver_.async_resolve(parts_.host, parts_.port, use_tuple);
         if (resolve_ec || cancelled_) {
@@ -167,6 +170,9 @@ void start_request(asio::any_io_executor ex, std::string url, request req, clien
         return;
     }
     auto op = std::make_shared<exchange>(ex, std::move(parts), std::move(req), options);
+    // Outstanding work on the handler's executor until it is called, as an Asio
+    // operation keeps: a run() of that executor alone waits for the exchange.
+    auto work = asio::prefer(asio::get_associated_executor(handler, ex), asio::execution::outstanding_work.tracked);
 
     auto slot = asio::get_associated_cancellation_slot(handler);
     if (slot.is_connected()) {
@@ -177,14 +183,15 @@ void start_request(asio::any_io_executor ex, std::string url, request req, clien
         });
     }
     asio::co_spawn(op->strand(), op->run(),
-                   [op, ex, h = std::move(handler)](std::exception_ptr ep,
-                                                    std::tuple<error_code, response> result) mutable {
+                   [op, ex, work = std::move(work), h = std::move(handler)](
+                       std::exception_ptr ep, std::tuple<error_code, response> result) mutable {
                        auto& [ec, res] = result;
                        if (ep) {
                            // Only allocation failure throws out of run().
                            ec = asio::error::no_memory;
                        }
                        complete(std::move(h), ex, ec, std::move(res));
+                       work = {};
                    });
 }
 

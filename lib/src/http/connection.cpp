@@ -1,4 +1,5 @@
 #include "connection.hpp"
+#include "request_target.hpp"
 
 #include <tame/http/json.hpp>
 
@@ -13,7 +14,6 @@
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
-#include <boost/url/parse.hpp>
 
 #include <algorithm>
 #include <cerrno>
@@ -58,12 +58,21 @@ connection::connection(std::shared_ptr<server_state> server, asio::ip::tcp::sock
     error_code ec;
     peer_ = socket_.remote_endpoint(ec);
     socket_.set_option(asio::ip::tcp::no_delay{true}, ec);
-    registration_ = server_->add(this);
 }
 
 connection::~connection()
 {
-    server_->remove(registration_);
+    if (registered_) {
+        server_->remove(registration_);
+    }
+}
+
+void connection::register_with_server()
+{
+    // Not in the constructor: the sweeper and stop() take the connection's
+    // weak_from_this(), which make_shared has only set once construction is over.
+    registration_ = server_->add(this);
+    registered_ = true;
 }
 
 void connection::arm(std::chrono::milliseconds timeout, clock::time_point now) noexcept
@@ -190,7 +199,7 @@ asio::awaitable<void> connection::write_error(status code, std::string_view mess
     auto res = error_response(code, message);
     const bool header_done = parser_ && parser_->is_header_done();
     const unsigned version = header_done ? parser_->get().version() : 11;
-    finish(res, version, false, false);
+    finish(res, version, false);
 
     phase_ = phase::writing;
     arm(server_->options.write_timeout, clock::now());
@@ -234,26 +243,28 @@ asio::awaitable<bool> connection::serve(http::request req)
     std::optional<request_context> ctx;
     bool send = true;
 
-    auto target = boost::urls::parse_origin_form(req.target());
+    auto target = parse_request_target(req.target());
     if (!target) {
         res = error_response(status::bad_request, "malformed request target");
     } else {
-        auto match = server.routes.match(req.method(), target->encoded_path());
+        const auto path = routing_path(*target);
+        auto match = server.routes.match(req.method(), path);
         route = server.metrics.unmatched_route();
         switch (match.result) {
         case route_match::outcome::not_found:
-            res = error_response(status::not_found, "no route for " + std::string{req.method_string()} +
-                                                        " " + std::string{target->encoded_path()});
+            res = error_response(status::not_found,
+                                 "no route for " + std::string{req.method_string()} + " " + std::string{path});
             break;
         case route_match::outcome::method_not_allowed:
-            res = error_response(status::method_not_allowed,
-                                 "method " + std::string{req.method_string()} + " not allowed for " +
-                                     std::string{target->encoded_path()});
+            res = error_response(status::method_not_allowed, "method " + std::string{req.method_string()} +
+                                                                 " not allowed for " + std::string{path});
             res.set(field::allow, match.allow);
             break;
         case route_match::outcome::found:
             route = match.index;
-            if (!server.try_enter_handler()) {
+            // The built-in routes stay reachable under overload: a health check
+            // that is shed would take a busy server out of rotation.
+            if (route < server.first_builtin_route && !server.try_enter_handler()) {
                 server.metrics.record_shed();
                 res = error_response(status::service_unavailable, "too many requests in flight; retry later");
                 res.set(field::retry_after, std::to_string(options.retry_after.count()));
@@ -264,7 +275,9 @@ asio::awaitable<bool> connection::serve(http::request req)
             phase_ = phase::handling;
             arm(options.request_timeout, clock::now());
             auto [ep, handler_res] = co_await run_handler(route, *ctx);
-            server.leave_handler();
+            if (route < server.first_builtin_route) {
+                server.leave_handler();
+            }
             if (ep) {
                 res = answer_exception(ep, *ctx, route);
                 send = ctx->cancel_reason() != cancel_reason::client_gone;
@@ -277,8 +290,8 @@ asio::awaitable<bool> connection::serve(http::request req)
     const http::request& msg = ctx ? ctx->request() : req;
 
     keep_alive = keep_alive && !draining_ && !client_gone_ && server.stage() == server_stage::running;
-    const std::size_t bytes = res.body().size();
-    finish(res, version, keep_alive, head);
+    finish(res, version, keep_alive);
+    const std::size_t bytes = head ? 0 : res.body().size();
 
     unsigned code = 499; // nginx's "client closed request"
     bool written = false;
@@ -286,7 +299,10 @@ asio::awaitable<bool> connection::serve(http::request req)
         code = res.result_int();
         phase_ = phase::writing;
         arm(options.write_timeout, clock::now());
-        auto [ec, n] = co_await beast::http::async_write(socket_, res, use_tuple);
+        // A HEAD answer is the GET answer's header alone, its framing included.
+        beast::http::response_serializer<beast::http::string_body> serializer{res};
+        auto [ec, n] = head ? co_await beast::http::async_write_header(socket_, serializer, use_tuple)
+                            : co_await beast::http::async_write(socket_, serializer, use_tuple);
         written = !ec;
     }
     const auto done = clock::now();
@@ -294,6 +310,12 @@ asio::awaitable<bool> connection::serve(http::request req)
     log({peer_, msg.method_string(), msg.target(), version, code, bytes, done - started_});
 
     if (!written || !res.keep_alive()) {
+        // Requests the client pipelined behind this one are left unread; drain
+        // them before closing, or the close would reset the connection and could
+        // destroy the answer just sent.
+        if (written && buffer_.size() > 0) {
+            co_await linger();
+        }
         co_return false;
     }
     phase_ = phase::waiting;
@@ -301,17 +323,21 @@ asio::awaitable<bool> connection::serve(http::request req)
     co_return true;
 }
 
-void connection::finish(response& res, unsigned version, bool keep_alive, bool head)
+void connection::finish(response& res, unsigned version, bool keep_alive)
 {
+    // A handler may close its connection with `Connection: close`.
+    if (beast::iequals(res[field::connection], "close")) {
+        keep_alive = false;
+    }
     res.version(version);
     res.keep_alive(keep_alive);
+    // 1xx, 204 and 304 answers carry no body; Beast refuses to frame one.
+    const auto code = res.result_int();
+    if (code < 200 || code == 204 || code == 304) {
+        res.body().clear();
+    }
     if (!res.has_content_length() && !res.chunked()) {
         res.prepare_payload();
-    }
-    // A HEAD answer carries the GET answer's headers, Content-Length included,
-    // and no body.
-    if (head) {
-        res.body().clear();
     }
 }
 
@@ -330,11 +356,13 @@ asio::awaitable<std::tuple<std::exception_ptr, response>> connection::run_handle
         }
         context_ = &ctx;
         handler_done_ = false;
+        handler_returned_ = false;
         // The handler runs inline up to its first suspension. Only a handler that
-        // suspends needs to notice its client leaving; one that answers at once
-        // costs no watch.
+        // suspends needs to notice its client leaving; one that returns at once
+        // costs no watch. (co_spawn posts even an immediate completion, so
+        // handler_done_ cannot tell; the wrapper's flag can.)
         asio::co_spawn(
-            strand_, std::move(task),
+            strand_, note_return(std::move(task)),
             asio::bind_cancellation_slot(
                 handler_signal_.slot(),
                 asio::bind_executor(strand_, [self = shared_from_this(), c = std::move(completion)](
@@ -344,12 +372,19 @@ asio::awaitable<std::tuple<std::exception_ptr, response>> connection::run_handle
                     self->stop_watching();
                     std::move(c)(ep, std::move(res));
                 })));
-        if (!handler_done_) {
+        if (!handler_returned_) {
             watch_for_disconnect();
         }
     };
     co_return co_await asio::async_initiate<decltype(use_tuple), void(std::exception_ptr, response)>(
         initiation, use_tuple);
+}
+
+asio::awaitable<response> connection::note_return(asio::awaitable<response> task)
+{
+    auto res = co_await std::move(task);
+    handler_returned_ = true;
+    co_return res;
 }
 
 response connection::answer_exception(std::exception_ptr ep, request_context& ctx, std::size_t route)
@@ -416,13 +451,14 @@ void connection::stop_watching()
     }
 }
 
-void connection::cancel_handler(cancel_reason why)
+bool connection::cancel_handler(cancel_reason why)
 {
     if (handler_done_ || context_ == nullptr || context_->is_cancelled()) {
-        return;
+        return false;
     }
     context_->mark_cancelled(why);
     handler_signal_.emit(asio::cancellation_type::terminal);
+    return true;
 }
 
 void connection::close_socket()
@@ -459,8 +495,11 @@ void connection::on_drain()
 void connection::on_drain_timeout()
 {
     if (phase_ == phase::handling && !handler_done_) {
-        server_->count_cancelled();
-        cancel_handler(cancel_reason::shutdown);
+        // A handler already cancelled (its deadline, its client gone) is not the
+        // shutdown's doing.
+        if (cancel_handler(cancel_reason::shutdown)) {
+            server_->count_cancelled();
+        }
         return;
     }
     close_socket();

@@ -34,6 +34,10 @@ public:
     connection(const connection&) = delete;
     connection& operator=(const connection&) = delete;
 
+    /// Makes the connection visible to the sweeper and to shutdowns; once, right
+    /// after make_shared.
+    void register_with_server();
+
     /// Serves requests until the client leaves, an error or a timeout closes the
     /// connection, or a shutdown ends it. Runs on the strand.
     asio::awaitable<void> run();
@@ -66,9 +70,10 @@ private:
     asio::awaitable<void> linger();
     asio::awaitable<std::tuple<std::exception_ptr, response>> run_handler(std::size_t route,
                                                                           request_context& ctx);
+    asio::awaitable<response> note_return(asio::awaitable<response> task);
     response answer_exception(std::exception_ptr ep, request_context& ctx, std::size_t route);
     bool answer_unreadable(const boost::system::error_code& ec, status& code, std::string& message);
-    void finish(response& res, unsigned version, bool keep_alive, bool head);
+    void finish(response& res, unsigned version, bool keep_alive);
     void log(const access_entry& entry);
 
     void arm(std::chrono::milliseconds timeout, clock::time_point now) noexcept;
@@ -76,7 +81,7 @@ private:
     void watch_for_disconnect();
     void on_readable();
     void stop_watching();
-    void cancel_handler(cancel_reason why);
+    bool cancel_handler(cancel_reason why);
     void close_socket();
 
     std::shared_ptr<server_state> server_;
@@ -85,6 +90,7 @@ private:
     permit slot_;
     asio::ip::tcp::endpoint peer_;
     std::list<connection*>::iterator registration_;
+    bool registered_ = false;
     boost::beast::flat_buffer buffer_;
     std::optional<boost::beast::http::request_parser<boost::beast::http::string_body>> parser_;
 
@@ -101,6 +107,7 @@ private:
     // Asio 1.81's co_spawn needs; emits are guarded by handler_done_.
     request_context* context_ = nullptr;
     bool handler_done_ = true;
+    bool handler_returned_ = true;
     bool watching_ = false;
     std::uint64_t request_count_ = 0;
     asio::cancellation_signal handler_signal_;

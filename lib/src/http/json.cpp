@@ -8,8 +8,12 @@ namespace tame::http {
 response json_response(http::status code, const boost::json::value& body)
 {
     response res{code, 11};
-    res.set(field::content_type, "application/json");
-    res.body() = boost::json::serialize(body);
+    // 1xx, 204 and 304 answers carry no body (Beast refuses to frame one).
+    const auto value = static_cast<unsigned>(code);
+    if (value >= 200 && code != http::status::no_content && code != http::status::not_modified) {
+        res.set(field::content_type, "application/json");
+        res.body() = boost::json::serialize(body);
+    }
     res.prepare_payload();
     return res;
 }

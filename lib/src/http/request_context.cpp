@@ -1,6 +1,6 @@
 #include <tame/http/request_context.hpp>
 
-#include <boost/url/parse.hpp>
+#include "request_target.hpp"
 
 #include <stdexcept>
 
@@ -18,7 +18,7 @@ request_context::request_context(http::request req,
 {
     // The view points into request_'s target, which stays put: the context is
     // neither copied nor moved.
-    if (auto parsed = boost::urls::parse_origin_form(request_.target())) {
+    if (auto parsed = detail::parse_request_target(request_.target())) {
         target_ = *parsed;
     }
 }

@@ -75,6 +75,7 @@ std::vector<std::string> route_labels(const router& routes)
 
 server_state::server_state(asio::io_context& context, router r, server_options o)
     : io{context},
+      first_builtin_route{r.size()},
       // The built-in handlers only keep the pointer; they run after construction.
       routes{with_builtin_routes(std::move(r), o, this)},
       options{std::move(o)},
@@ -101,6 +102,7 @@ void server_state::start()
         acceptor.set_option(asio::socket_base::reuse_address{true});
         acceptor.bind(endpoint);
         acceptor.listen(asio::socket_base::max_listen_connections);
+        local_endpoint_ = acceptor.local_endpoint();
     } catch (const boost::system::system_error& e) {
         boost::system::error_code ignored;
         acceptor.close(ignored);
@@ -141,6 +143,7 @@ asio::awaitable<void> server_state::accept_loop()
             continue;
         }
         auto c = std::make_shared<connection>(self, std::move(socket), strand, std::move(slot));
+        c->register_with_server();
         // Counted from here to the end of run(), not to the object's destruction,
         // which late references (a queued watch, a sweep) may delay.
         metrics.add_connection(1);
@@ -164,7 +167,10 @@ asio::awaitable<void> server_state::accept_loop()
 asio::awaitable<void> server_state::sweep()
 {
     auto self = shared_from_this();
-    while (stage() != server_stage::stopped) {
+    // Sweeping goes on after a stop while connections remain: a response written
+    // after the drain period, to a client that does not read, still has its write
+    // timeout.
+    while (stage() != server_stage::stopped || metrics.connections() > 0) {
         sweep_timer.expires_after(sweep_interval);
         co_await sweep_timer.async_wait(use_tuple);
         const auto now = ticks(clock::now());
@@ -244,8 +250,10 @@ void server_state::shutdown(clock::duration drain, asio::any_completion_handler<
             }
         });
     }
-    asio::post(control, [self, drain, h = std::move(handler)]() mutable {
-        self->shutdown_waiters_.push_back(std::move(h));
+    auto work = asio::prefer(asio::get_associated_executor(handler, io.get_executor()),
+                             asio::execution::outstanding_work.tracked);
+    asio::post(control, [self, drain, h = std::move(handler), work = std::move(work)]() mutable {
+        self->shutdown_waiters_.push_back({std::move(h), std::move(work)});
         if (self->finished_) {
             self->finish_shutdown();
             return;
@@ -297,9 +305,9 @@ void server_state::finish_shutdown()
     stage_.store(server_stage::stopped, std::memory_order_release);
     sweep_timer.cancel();
     const auto cancelled = cancelled_.load(std::memory_order_relaxed);
-    for (auto& h : shutdown_waiters_) {
-        auto ex = asio::get_associated_executor(h, io.get_executor());
-        asio::post(io, asio::bind_executor(ex, [h = std::move(h), cancelled]() mutable {
+    for (auto& w : shutdown_waiters_) {
+        auto ex = asio::get_associated_executor(w.handler, io.get_executor());
+        asio::post(io, asio::bind_executor(ex, [h = std::move(w.handler), work = std::move(w.work), cancelled]() mutable {
                        asio::get_associated_cancellation_slot(h).clear();
                        std::move(h)(cancelled);
                    }));
@@ -340,7 +348,7 @@ void server::start()
 
 asio::ip::tcp::endpoint server::local_endpoint() const
 {
-    return state_->acceptor.local_endpoint();
+    return state_->local_endpoint();
 }
 
 metrics_registry& server::metrics() noexcept

@@ -47,6 +47,8 @@ public:
     server_state(asio::io_context& io, router routes, server_options options);
 
     asio::io_context& io;
+    /// Routes from here on are the built-in ones (/healthz, /metrics).
+    const std::size_t first_builtin_route;
     const router routes;
     const server_options options;
     metrics_registry metrics;
@@ -65,6 +67,9 @@ public:
 
     /// Binds, listens, and starts the accept loop and the sweeper.
     void start();
+
+    /// Where start() listens (set once, before anything else runs).
+    asio::ip::tcp::endpoint local_endpoint() const { return local_endpoint_; }
 
     /// Takes a slot for a request's handler, or refuses when max_in_flight run.
     bool try_enter_handler() noexcept;
@@ -90,13 +95,20 @@ private:
     void finish_shutdown();
 
     std::atomic<server_stage> stage_{server_stage::created};
+    asio::ip::tcp::endpoint local_endpoint_;
     std::atomic<std::size_t> cancelled_{0};
 
     std::mutex mutex_;
     std::list<connection*> connections_;
 
     // Shutdown state, on the control strand.
-    std::vector<asio::any_completion_handler<void(std::size_t)>> shutdown_waiters_;
+    struct shutdown_waiter {
+        asio::any_completion_handler<void(std::size_t)> handler;
+        // Outstanding work on the handler's executor until it is called, as an
+        // Asio operation keeps.
+        asio::any_completion_executor work;
+    };
+    std::vector<shutdown_waiter> shutdown_waiters_;
     asio::steady_timer drain_timer_;
     bool shutdown_started_ = false;
     bool drained_ = false;

@@ -2,7 +2,10 @@
 
 #include <tame/http/server.hpp>
 
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/strand.hpp>
 
 #include <csignal>
 #include <cstdio>
@@ -12,7 +15,13 @@ namespace tame::http {
 struct shutdown_on_signals::state : std::enable_shared_from_this<state> {
     state(asio::io_context& context, server& s, std::chrono::steady_clock::duration drain,
           std::function<void(std::size_t)> stopped)
-        : io{context}, srv{s}, signals{context, SIGINT, SIGTERM}, drain_timeout{drain}, on_stopped{std::move(stopped)}
+        // The signal wait and the shutdown's completion share a strand, so that
+        // cancelling the wait never races re-arming it on a multi-threaded io.
+        : io{context},
+          srv{s},
+          signals{asio::make_strand(context), SIGINT, SIGTERM},
+          drain_timeout{drain},
+          on_stopped{std::move(stopped)}
     {
     }
 
@@ -31,14 +40,17 @@ struct shutdown_on_signals::state : std::enable_shared_from_this<state> {
         if (++received == 1) {
             std::fprintf(stderr, "tame::http: %s received; finishing requests in flight (signal again to stop now)\n",
                          name);
-            srv.async_shutdown(drain_timeout, [self = shared_from_this()](std::size_t cancelled) {
+            // Listen again before the shutdown starts: its completion cancels this
+            // wait, and on several threads it could otherwise come first.
+            wait();
+            srv.async_shutdown(drain_timeout, asio::bind_executor(signals.get_executor(), [self = shared_from_this()](
+                                                                                  std::size_t cancelled) {
                 if (self->on_stopped) {
                     self->on_stopped(cancelled);
                 }
                 boost::system::error_code ignored;
                 self->signals.cancel(ignored);
-            });
-            wait();
+            }));
             return;
         }
         std::fprintf(stderr, "tame::http: %s received again; stopping now\n", name);
@@ -64,8 +76,10 @@ shutdown_on_signals::shutdown_on_signals(asio::io_context& io, server& srv,
 
 shutdown_on_signals::~shutdown_on_signals()
 {
-    boost::system::error_code ignored;
-    state_->signals.cancel(ignored);
+    asio::post(state_->signals.get_executor(), [s = state_] {
+        boost::system::error_code ignored;
+        s->signals.cancel(ignored);
+    });
 }
 
 } // namespace tame::http

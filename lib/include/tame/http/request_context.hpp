@@ -42,8 +42,8 @@ enum class cancel_reason {
 class request_context {
 public:
     /// A context for `req`, as the server makes it; tests may make their own. A
-    /// target that is not in origin form (`/path?query`) gives an empty path and no
-    /// query parameters.
+    /// target in neither origin form (`/path?query`) nor absolute form
+    /// (`http://host/path?query`) gives an empty path and no query parameters.
     request_context(http::request req, std::vector<std::pair<std::string, std::string>> path_params,
                     asio::ip::tcp::endpoint peer, asio::any_io_executor executor,
                     std::string_view route = {});
@@ -54,7 +54,8 @@ public:
     /// The request, body included.
     const http::request& request() const noexcept { return request_; }
 
-    /// The request, which a handler may take apart (move the body out, say).
+    /// The request, which a handler may take apart: move the body out, say, but not
+    /// the whole request, as path() and the query views point into its target.
     http::request& request() noexcept { return request_; }
 
     /// The value of the route's `{name}` parameter, percent-decoded. Throws
@@ -68,7 +69,8 @@ public:
     /// Every query parameter, in order (Boost.URL's view; decoded on access).
     boost::urls::params_view query_params() const noexcept { return target_.params(); }
 
-    /// The target's path, still percent-encoded.
+    /// The target's path, still percent-encoded (empty for an absolute-form target
+    /// without one, which routes as "/").
     std::string_view path() const noexcept { return target_.encoded_path(); }
 
     /// The route that matched, as metrics name it ("GET /jobs/{id}"); empty for a
