@@ -3,9 +3,11 @@
 //
 //   beast  a minimal hand-written Beast coroutine server: read, answer, write,
 //          no timeouts, no routing, no metrics;
+//   beast-strands  the same with each connection on a strand, as tame's are;
 //   tame   tame::http::server with its defaults (timeouts, routing, metrics,
-//          in-flight cap, disconnect watch) and the access log off unless
-//          --access-log is given.
+//          in-flight cap, disconnect watch, a strand per connection), the access
+//          log off unless --access-log is given, and no strands with
+//          --single-threaded.
 //
 // Both answer GET /hello with "hello, world" and run on --threads threads.
 #include <tame/http/request_context.hpp>
@@ -17,6 +19,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http/read.hpp>
@@ -68,15 +71,16 @@ asio::awaitable<void> beast_session(tcp::socket socket)
     socket.shutdown(tcp::socket::shutdown_both, ignored);
 }
 
-asio::awaitable<void> beast_listener(tcp::acceptor& acceptor)
+asio::awaitable<void> beast_listener(tcp::acceptor& acceptor, bool strands)
 {
     for (;;) {
-        auto [ec, socket] = co_await acceptor.async_accept(use_tuple);
+        auto ex = strands ? asio::any_io_executor{asio::make_strand(acceptor.get_executor())}
+                          : acceptor.get_executor();
+        auto [ec, socket] = co_await acceptor.async_accept(ex, use_tuple);
         if (ec) {
             break;
         }
         socket.set_option(tcp::no_delay{true});
-        auto ex = socket.get_executor();
         asio::co_spawn(ex, beast_session(std::move(socket)), asio::detached);
     }
 }
@@ -101,6 +105,7 @@ int main(int argc, char** argv)
     unsigned short port = 8081;
     int threads = 1;
     bool access_log = false;
+    bool single_threaded = false;
     for (int i = 1; i < argc; ++i) {
         if (!std::strcmp(argv[i], "--port") && i + 1 < argc) {
             port = static_cast<unsigned short>(std::atoi(argv[++i]));
@@ -108,20 +113,25 @@ int main(int argc, char** argv)
             threads = std::atoi(argv[++i]);
         } else if (!std::strcmp(argv[i], "--access-log")) {
             access_log = true;
+        } else if (!std::strcmp(argv[i], "--single-threaded")) {
+            single_threaded = true;
         } else {
             which = argv[i];
         }
     }
-    if (which != "beast" && which != "tame") {
-        std::fprintf(stderr, "usage: %s beast|tame [--port N] [--threads N] [--access-log]\n", argv[0]);
+    if (which != "beast" && which != "beast-strands" && which != "tame") {
+        std::fprintf(stderr,
+                     "usage: %s beast|beast-strands|tame [--port N] [--threads N] [--access-log] "
+                     "[--single-threaded]\n",
+                     argv[0]);
         return 2;
     }
 
     asio::io_context io{threads};
     asio::signal_set signals{io, SIGINT, SIGTERM};
-    if (which == "beast") {
+    if (which != "tame") {
         tcp::acceptor acceptor{io, {asio::ip::make_address("127.0.0.1"), port}};
-        asio::co_spawn(io, beast_listener(acceptor), asio::detached);
+        asio::co_spawn(io, beast_listener(acceptor, which == "beast-strands"), asio::detached);
         signals.async_wait([&](auto, int) { io.stop(); });
         run(io, threads);
         return 0;
@@ -133,6 +143,7 @@ int main(int argc, char** argv)
     });
     http::server_options options;
     options.port = port;
+    options.single_threaded = single_threaded;
     if (!access_log) {
         options.access_log = {};
     }

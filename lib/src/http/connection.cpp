@@ -8,6 +8,7 @@
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/string.hpp>
@@ -48,10 +49,10 @@ const boost::system::error_category& beast_http_category()
 } // namespace
 
 connection::connection(std::shared_ptr<server_state> server, asio::ip::tcp::socket socket,
-                       strand_type strand, permit slot)
+                       asio::any_io_executor executor, permit slot)
     : server_{std::move(server)},
       socket_{std::move(socket)},
-      strand_{std::move(strand)},
+      executor_{std::move(executor)},
       slot_{std::move(slot)},
       deadline_{no_deadline}
 {
@@ -117,10 +118,15 @@ asio::awaitable<void> connection::run()
             std::min<std::size_t>(options.header_limit, std::numeric_limits<std::uint32_t>::max())));
         parser_->body_limit(options.body_limit);
 
-        auto [header_ec, header_bytes] =
-            co_await beast::http::async_read_header(socket_, buffer_, *parser_, use_tuple);
-        if (phase_ == phase::closed) {
-            break;
+        // Most requests arrive whole in one read: parse what is buffered first,
+        // and read only for what is missing.
+        auto header_ec = parse_buffered();
+        if (!header_ec && !parser_->is_header_done()) {
+            auto [ec, n] = co_await beast::http::async_read_header(socket_, buffer_, *parser_, use_tuple);
+            if (phase_ == phase::closed) {
+                break;
+            }
+            header_ec = ec;
         }
         if (header_ec) {
             status code{};
@@ -169,6 +175,22 @@ asio::awaitable<void> connection::run()
     }
 
     close_socket();
+}
+
+error_code connection::parse_buffered()
+{
+    while (buffer_.size() > 0 && !parser_->is_done()) {
+        error_code ec;
+        const auto used = parser_->put(buffer_.data(), ec);
+        buffer_.consume(used);
+        if (ec == beast::http::error::need_more) {
+            return {};
+        }
+        if (ec || used == 0) {
+            return ec;
+        }
+    }
+    return {};
 }
 
 bool connection::answer_unreadable(const error_code& ec, status& code, std::string& message)
@@ -243,11 +265,11 @@ asio::awaitable<bool> connection::serve(http::request req)
     std::optional<request_context> ctx;
     bool send = true;
 
-    auto target = parse_request_target(req.target());
-    if (!target) {
+    const auto routed = routing_path(req.target());
+    if (!routed) {
         res = error_response(status::bad_request, "malformed request target");
     } else {
-        const auto path = routing_path(*target);
+        const auto path = *routed;
         auto match = server.routes.match(req.method(), path);
         route = server.metrics.unmatched_route();
         switch (match.result) {
@@ -270,10 +292,14 @@ asio::awaitable<bool> connection::serve(http::request req)
                 res.set(field::retry_after, std::to_string(options.retry_after.count()));
                 break;
             }
-            ctx.emplace(std::move(req), std::move(match.params), peer_, asio::any_io_executor{strand_},
+            ctx.emplace(std::move(req), std::move(match.params), peer_, executor_,
                         server.routes.label(route));
             phase_ = phase::handling;
-            arm(options.request_timeout, clock::now());
+            if (options.request_timeout.count() > 0) {
+                arm(options.request_timeout, clock::now());
+            } else {
+                disarm();
+            }
             auto [ep, handler_res] = co_await run_handler(route, *ctx);
             if (route < server.first_builtin_route) {
                 server.leave_handler();
@@ -344,47 +370,31 @@ void connection::finish(response& res, unsigned version, bool keep_alive)
 asio::awaitable<std::tuple<std::exception_ptr, response>> connection::run_handler(std::size_t route,
                                                                                    request_context& ctx)
 {
-    auto initiation = [this, route, &ctx](auto completion) {
-        asio::awaitable<response> task;
-        try {
-            task = server_->routes.handler_at(route)(ctx);
-        } catch (...) {
-            asio::post(strand_, [c = std::move(completion), ep = std::current_exception()]() mutable {
-                std::move(c)(ep, response{});
-            });
-            return;
-        }
-        context_ = &ctx;
-        handler_done_ = false;
-        handler_returned_ = false;
-        // The handler runs inline up to its first suspension. Only a handler that
-        // suspends needs to notice its client leaving; one that returns at once
-        // costs no watch. (co_spawn posts even an immediate completion, so
-        // handler_done_ cannot tell; the wrapper's flag can.)
-        asio::co_spawn(
-            strand_, note_return(std::move(task)),
-            asio::bind_cancellation_slot(
-                handler_signal_.slot(),
-                asio::bind_executor(strand_, [self = shared_from_this(), c = std::move(completion)](
-                                                 std::exception_ptr ep, response res) mutable {
-                    self->handler_done_ = true;
-                    self->context_ = nullptr;
-                    self->stop_watching();
-                    std::move(c)(ep, std::move(res));
-                })));
-        if (!handler_returned_) {
-            watch_for_disconnect();
-        }
-    };
-    co_return co_await asio::async_initiate<decltype(use_tuple), void(std::exception_ptr, response)>(
-        initiation, use_tuple);
-}
+    // The handler runs in this coroutine, so cancelling it is emitting into this
+    // coroutine's slot. Watching for the client leaving costs two operations, so
+    // it is left to the sweeper, which starts it for handlers it finds running:
+    // quick handlers never pay for it.
+    context_ = &ctx;
+    handler_done_ = false;
+    running_request_.store(request_count_, std::memory_order_relaxed);
 
-asio::awaitable<response> connection::note_return(asio::awaitable<response> task)
-{
-    auto res = co_await std::move(task);
-    handler_returned_ = true;
-    co_return res;
+    std::exception_ptr ep;
+    response res;
+    try {
+        res = co_await server_->routes.handler_at(route)(ctx);
+    } catch (...) {
+        ep = std::current_exception();
+    }
+
+    handler_done_ = true;
+    context_ = nullptr;
+    running_request_.store(0, std::memory_order_relaxed);
+    stop_watching();
+    if (ctx.is_cancelled()) {
+        // The emission left this coroutine cancelled; the answer still has to go.
+        co_await asio::this_coro::reset_cancellation_state();
+    }
+    co_return std::tuple{ep, std::move(res)};
 }
 
 response connection::answer_exception(std::exception_ptr ep, request_context& ctx, std::size_t route)
@@ -415,7 +425,7 @@ void connection::watch_for_disconnect()
 {
     watching_ = true;
     socket_.async_wait(asio::ip::tcp::socket::wait_read,
-                       asio::bind_executor(strand_, [self = shared_from_this(), request = request_count_](
+                       asio::bind_executor(executor_, [self = shared_from_this(), request = request_count_](
                                                         const error_code& ec) {
                            if (ec || request != self->request_count_ || self->handler_done_) {
                                return;
@@ -442,6 +452,13 @@ void connection::on_readable()
     }
 }
 
+void connection::start_watch(std::uint64_t request)
+{
+    if (request == request_count_ && !handler_done_ && !watching_) {
+        watch_for_disconnect();
+    }
+}
+
 void connection::stop_watching()
 {
     if (watching_) {
@@ -457,7 +474,7 @@ bool connection::cancel_handler(cancel_reason why)
         return false;
     }
     context_->mark_cancelled(why);
-    handler_signal_.emit(asio::cancellation_type::terminal);
+    signal_.emit(asio::cancellation_type::terminal);
     return true;
 }
 

@@ -27,7 +27,7 @@ namespace tame::http::detail {
 
 class connection : public std::enable_shared_from_this<connection> {
 public:
-    connection(std::shared_ptr<server_state> server, asio::ip::tcp::socket socket, strand_type strand,
+    connection(std::shared_ptr<server_state> server, asio::ip::tcp::socket socket, asio::any_io_executor executor,
                permit slot);
     ~connection();
 
@@ -48,11 +48,26 @@ public:
     /// Claims the right to post on_deadline(); false if one is already posted.
     bool claim_deadline_post() noexcept { return !deadline_posted_.exchange(true, std::memory_order_acq_rel); }
 
-    const strand_type& strand() const noexcept { return strand_; }
+    /// The number of the request whose handler runs now, or 0 (any thread).
+    std::uint64_t running_request() const noexcept { return running_request_.load(std::memory_order_relaxed); }
+
+    /// Claims the right to post start_watch() for `request`; once per request.
+    bool claim_watch(std::uint64_t request) noexcept
+    {
+        return watch_claimed_.exchange(request, std::memory_order_relaxed) != request;
+    }
+
+    /// The connection's strand (or, single-threaded, the io_context's executor).
+    const asio::any_io_executor& executor() const noexcept { return executor_; }
+
+    /// The slot run()'s co_spawn is bound to: emitting into it cancels the handler.
+    asio::cancellation_slot cancellation_slot() noexcept { return signal_.slot(); }
 
     // Called on the strand:
     /// The deadline may have passed: close the connection, or cancel the handler.
     void on_deadline();
+    /// The sweeper found `request`'s handler running: watch for the client leaving.
+    void start_watch(std::uint64_t request);
     /// A shutdown began: close if idle, else close after the current response.
     void on_drain();
     /// The drain period ended: cancel the handler if one runs, else close.
@@ -65,12 +80,12 @@ private:
 
     struct answer;
 
+    boost::system::error_code parse_buffered();
     asio::awaitable<bool> serve(http::request req);
     asio::awaitable<void> write_error(status code, std::string_view message);
     asio::awaitable<void> linger();
     asio::awaitable<std::tuple<std::exception_ptr, response>> run_handler(std::size_t route,
                                                                           request_context& ctx);
-    asio::awaitable<response> note_return(asio::awaitable<response> task);
     response answer_exception(std::exception_ptr ep, request_context& ctx, std::size_t route);
     bool answer_unreadable(const boost::system::error_code& ec, status& code, std::string& message);
     void finish(response& res, unsigned version, bool keep_alive);
@@ -86,7 +101,7 @@ private:
 
     std::shared_ptr<server_state> server_;
     asio::ip::tcp::socket socket_;
-    strand_type strand_;
+    asio::any_io_executor executor_;
     permit slot_;
     asio::ip::tcp::endpoint peer_;
     std::list<connection*>::iterator registration_;
@@ -96,21 +111,23 @@ private:
 
     std::atomic<std::int64_t> deadline_;
     std::atomic<bool> deadline_posted_{false};
+    std::atomic<std::uint64_t> running_request_{0};
+    std::atomic<std::uint64_t> watch_claimed_{0};
 
     // Strand-only state.
     phase phase_ = phase::waiting;
     clock::time_point started_;
     bool draining_ = false;
     bool client_gone_ = false;
-    // The running handler: its context, whether it has completed, and the signal
-    // its co_spawn is bound to. The signal outlives each handler's coroutine, as
-    // Asio 1.81's co_spawn needs; emits are guarded by handler_done_.
+    // The running handler: its context, and whether it has returned. It runs in
+    // run()'s coroutine, whose co_spawn is bound to signal_; the signal outlives
+    // that coroutine, as Asio 1.81's co_spawn needs, and emits are guarded by
+    // handler_done_.
     request_context* context_ = nullptr;
     bool handler_done_ = true;
-    bool handler_returned_ = true;
     bool watching_ = false;
     std::uint64_t request_count_ = 0;
-    asio::cancellation_signal handler_signal_;
+    asio::cancellation_signal signal_;
 };
 
 } // namespace tame::http::detail

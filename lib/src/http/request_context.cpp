@@ -16,11 +16,17 @@ request_context::request_context(http::request req,
       executor_{std::move(executor)},
       route_{route}
 {
+}
+
+const boost::urls::url_view& request_context::target() const
+{
     // The view points into request_'s target, which stays put: the context is
     // neither copied nor moved.
-    if (auto parsed = detail::parse_request_target(request_.target())) {
-        target_ = *parsed;
+    if (!target_) {
+        auto parsed = detail::parse_request_target(request_.target());
+        target_ = parsed ? *parsed : boost::urls::url_view{};
     }
+    return *target_;
 }
 
 const std::string& request_context::path_param(std::string_view name) const
@@ -36,7 +42,7 @@ const std::string& request_context::path_param(std::string_view name) const
 
 std::optional<std::string> request_context::query(std::string_view name) const
 {
-    const auto params = target_.params();
+    const auto params = target().params();
     auto it = params.find(name);
     if (it == params.end()) {
         return std::nullopt;

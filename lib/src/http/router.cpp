@@ -1,5 +1,6 @@
 #include <tame/http/router.hpp>
 
+#include <boost/container/small_vector.hpp>
 #include <boost/url/pct_string_view.hpp>
 
 #include <algorithm>
@@ -106,6 +107,16 @@ bool router::contains(verb method, std::string_view pattern) const
     });
 }
 
+bool router::more_specific(const route& a, const route& b)
+{
+    for (std::size_t i = 0; i < a.segments.size(); ++i) {
+        if (a.segments[i].is_param != b.segments[i].is_param) {
+            return !a.segments[i].is_param;
+        }
+    }
+    return false;
+}
+
 route_match router::match(verb method, std::string_view encoded_path) const
 {
     route_match result;
@@ -113,34 +124,41 @@ route_match router::match(verb method, std::string_view encoded_path) const
         return result;
     }
 
-    std::vector<std::string> decoded;
+    // The path's segments, decoded. Most paths have no escapes and a few
+    // segments: they are views into the path, and nothing is allocated.
+    boost::container::small_vector<std::string_view, 16> segments;
+    std::vector<std::string> decoded_storage;
+    bool has_escapes = encoded_path.find('%') != std::string_view::npos;
+    if (has_escapes) {
+        decoded_storage.reserve(static_cast<std::size_t>(std::count(encoded_path.begin(), encoded_path.end(), '/')));
+    }
     bool well_formed = true;
     for_each_segment(encoded_path, [&](std::string_view encoded) {
-        well_formed = well_formed && decode_segment(encoded, decoded.emplace_back());
+        if (has_escapes && encoded.find('%') != std::string_view::npos) {
+            well_formed = well_formed && decode_segment(encoded, decoded_storage.emplace_back());
+            segments.push_back(decoded_storage.back());
+        } else {
+            segments.push_back(encoded);
+        }
     });
     if (!well_formed) {
         return result;
     }
 
     // A route matches when every literal equals its segment and every parameter
-    // has a non-empty one. Among matches, the first literal where two routes
-    // differ decides; a route's literal positions form a bit mask compared from
-    // the first segment on.
+    // has a non-empty one; among matches, the one with a literal where the other
+    // has a parameter, first, wins.
     const route* best = nullptr;
-    const route* best_for_get = nullptr;
-    std::vector<bool> best_mask;
-    std::vector<bool> best_get_mask;
-    std::vector<verb> allowed;
+    const route* best_for_head = nullptr;
+    boost::container::small_vector<verb, 8> allowed;
     for (const auto& r : routes_) {
-        if (r.segments.size() != decoded.size()) {
+        if (r.segments.size() != segments.size()) {
             continue;
         }
-        std::vector<bool> mask(decoded.size());
         bool matches = true;
-        for (std::size_t i = 0; matches && i < decoded.size(); ++i) {
+        for (std::size_t i = 0; matches && i < segments.size(); ++i) {
             const auto& s = r.segments[i];
-            matches = s.is_param ? !decoded[i].empty() : s.text == decoded[i];
-            mask[i] = !s.is_param;
+            matches = s.is_param ? !segments[i].empty() : s.text == segments[i];
         }
         if (!matches) {
             continue;
@@ -148,18 +166,19 @@ route_match router::match(verb method, std::string_view encoded_path) const
         if (std::find(allowed.begin(), allowed.end(), r.method) == allowed.end()) {
             allowed.push_back(r.method);
         }
-        if (r.method == method && (best == nullptr || best_mask < mask)) {
-            best = &r;
-            best_mask = std::move(mask);
-        } else if (method == verb::head && r.method == verb::get &&
-                   (best_for_get == nullptr || best_get_mask < mask)) {
-            best_for_get = &r;
-            best_get_mask = std::move(mask);
+        if (r.method == method) {
+            if (best == nullptr || more_specific(r, *best)) {
+                best = &r;
+            }
+        } else if (method == verb::head && r.method == verb::get) {
+            if (best_for_head == nullptr || more_specific(r, *best_for_head)) {
+                best_for_head = &r;
+            }
         }
     }
 
     if (best == nullptr) {
-        best = best_for_get;
+        best = best_for_head;
     }
     if (best == nullptr) {
         if (!allowed.empty()) {
@@ -180,9 +199,9 @@ route_match router::match(verb method, std::string_view encoded_path) const
 
     result.result = route_match::outcome::found;
     result.index = static_cast<std::size_t>(best - routes_.data());
-    for (std::size_t i = 0; i < decoded.size(); ++i) {
+    for (std::size_t i = 0; i < segments.size(); ++i) {
         if (best->segments[i].is_param) {
-            result.params.emplace_back(best->segments[i].text, std::move(decoded[i]));
+            result.params.emplace_back(best->segments[i].text, std::string{segments[i]});
         }
     }
     return result;

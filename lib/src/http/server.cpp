@@ -6,6 +6,7 @@
 #include <tame/http/request_context.hpp>
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/dispatch.hpp>
@@ -25,7 +26,8 @@ constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 
 // The sweeper visits every connection ten times per shortest timeout, so a
 // timeout fires at most a tenth late; never more often than every millisecond,
-// never less than every second.
+// and at least every 100 ms, which bounds how long a running handler goes
+// before it is watched for its client leaving.
 clock::duration sweep_interval_for(const server_options& o)
 {
     std::chrono::milliseconds shortest{1000};
@@ -34,7 +36,7 @@ clock::duration sweep_interval_for(const server_options& o)
             shortest = std::min(shortest, t);
         }
     }
-    return std::clamp<clock::duration>(shortest / 10, std::chrono::milliseconds{1}, std::chrono::seconds{1});
+    return std::clamp<clock::duration>(shortest / 10, std::chrono::milliseconds{1}, std::chrono::milliseconds{100});
 }
 
 router with_builtin_routes(router routes, const server_options& options, server_state* self)
@@ -130,8 +132,10 @@ asio::awaitable<void> server_state::accept_loop()
         if (slot_ec || stage() != server_stage::running) {
             break;
         }
-        auto strand = asio::make_strand(io);
-        auto [ec, socket] = co_await acceptor.async_accept(asio::any_io_executor{strand}, use_tuple);
+        // One thread needs no strands; several need one per connection.
+        const auto executor = options.single_threaded ? asio::any_io_executor{io.get_executor()}
+                                                      : asio::any_io_executor{asio::make_strand(io)};
+        auto [ec, socket] = co_await acceptor.async_accept(executor, use_tuple);
         if (stage() != server_stage::running || !acceptor.is_open()) {
             break;
         }
@@ -142,13 +146,14 @@ asio::awaitable<void> server_state::accept_loop()
             co_await pause.async_wait(use_tuple);
             continue;
         }
-        auto c = std::make_shared<connection>(self, std::move(socket), strand, std::move(slot));
+        auto c = std::make_shared<connection>(self, std::move(socket), executor, std::move(slot));
         c->register_with_server();
         // Counted from here to the end of run(), not to the object's destruction,
         // which late references (a queued watch, a sweep) may delay.
         metrics.add_connection(1);
         active.add(1);
-        asio::co_spawn(strand, c->run(), asio::bind_executor(strand, [c, self](std::exception_ptr ep) {
+        asio::co_spawn(executor, c->run(),
+                       asio::bind_cancellation_slot(c->cancellation_slot(), asio::bind_executor(executor, [c, self](std::exception_ptr ep) {
                            if (ep) {
                                try {
                                    std::rethrow_exception(ep);
@@ -160,7 +165,7 @@ asio::awaitable<void> server_state::accept_loop()
                            }
                            self->metrics.add_connection(-1);
                            self->active.done();
-                       }));
+                       })));
     }
 }
 
@@ -174,15 +179,36 @@ asio::awaitable<void> server_state::sweep()
         sweep_timer.expires_after(sweep_interval);
         co_await sweep_timer.async_wait(use_tuple);
         const auto now = ticks(clock::now());
-        std::lock_guard lock{mutex_};
-        for (auto* c : connections_) {
-            if (c->deadline() > now || !c->claim_deadline_post()) {
-                continue;
+        struct visit {
+            std::shared_ptr<connection> c;
+            bool late;
+            std::uint64_t watch;
+        };
+        std::vector<visit> visits;
+        {
+            std::lock_guard lock{mutex_};
+            for (auto* c : connections_) {
+                const bool late = c->deadline() <= now && c->claim_deadline_post();
+                const auto running = c->running_request();
+                const bool watch = running != 0 && c->claim_watch(running);
+                if (!late && !watch) {
+                    continue;
+                }
+                // A connection whose count has dropped to zero is being destroyed
+                // (its destructor waits for this lock); it needs no sweeping.
+                if (auto alive = c->weak_from_this().lock()) {
+                    visits.push_back({std::move(alive), late, watch ? running : 0});
+                }
             }
-            // A connection whose count has dropped to zero is being destroyed
-            // (its destructor waits for this lock); it needs no sweeping.
-            if (auto alive = c->weak_from_this().lock()) {
-                asio::post(alive->strand(), [alive] { alive->on_deadline(); });
+        }
+        // Posted outside the lock: the last reference to a connection may be
+        // dropped here, and its destructor takes the lock.
+        for (auto& v : visits) {
+            if (v.late) {
+                asio::post(v.c->executor(), [c = v.c] { c->on_deadline(); });
+            }
+            if (v.watch != 0) {
+                asio::post(v.c->executor(), [c = v.c, request = v.watch] { c->start_watch(request); });
             }
         }
     }
@@ -269,7 +295,7 @@ void server_state::shutdown(clock::duration drain, asio::any_completion_handler<
         }
         self->stop_accepting();
         for (auto& c : self->connections()) {
-            asio::post(c->strand(), [c] { c->on_drain(); });
+            asio::post(c->executor(), [c] { c->on_drain(); });
         }
         self->active.async_wait(asio::bind_executor(self->control, [self](boost::system::error_code) {
             self->drained_ = true;
@@ -292,7 +318,7 @@ void server_state::end_drain_period()
     stage_.store(server_stage::stopped, std::memory_order_release);
     if (!drained_) {
         for (auto& c : connections()) {
-            asio::post(c->strand(), [c] { c->on_drain_timeout(); });
+            asio::post(c->executor(), [c] { c->on_drain_timeout(); });
         }
     }
     auto self = shared_from_this();
@@ -325,7 +351,7 @@ void server_state::stop()
         self->drain_timer_.cancel();
     });
     for (auto& c : connections()) {
-        asio::post(c->strand(), [c] { c->on_stop(); });
+        asio::post(c->executor(), [c] { c->on_stop(); });
     }
 }
 

@@ -67,11 +67,11 @@ public:
     std::optional<std::string> query(std::string_view name) const;
 
     /// Every query parameter, in order (Boost.URL's view; decoded on access).
-    boost::urls::params_view query_params() const noexcept { return target_.params(); }
+    boost::urls::params_view query_params() const { return target().params(); }
 
     /// The target's path, still percent-encoded (empty for an absolute-form target
     /// without one, which routes as "/").
-    std::string_view path() const noexcept { return target_.encoded_path(); }
+    std::string_view path() const { return target().encoded_path(); }
 
     /// The route that matched, as metrics name it ("GET /jobs/{id}"); empty for a
     /// context made by hand.
@@ -100,7 +100,9 @@ public:
 
 private:
     http::request request_;
-    boost::urls::url_view target_;
+    // Parsed on first use: a handler that reads no query pays nothing.
+    const boost::urls::url_view& target() const;
+    mutable std::optional<boost::urls::url_view> target_;
     std::vector<std::pair<std::string, std::string>> path_params_;
     asio::ip::tcp::endpoint peer_;
     asio::any_io_executor executor_;

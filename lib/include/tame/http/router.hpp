@@ -102,6 +102,7 @@ private:
 
     static std::vector<segment> parse_pattern(std::string_view pattern);
     static bool same_shape(const std::vector<segment>& a, const std::vector<segment>& b);
+    static bool more_specific(const route& a, const route& b);
 
     std::vector<route> routes_;
 };

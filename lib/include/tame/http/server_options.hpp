@@ -69,6 +69,11 @@ struct server_options {
     /// The Retry-After a shed request is given.
     std::chrono::seconds retry_after{1};
 
+    /// A promise that one thread runs the io_context: connections then need no
+    /// strands (as task_pool_options::single_threaded). With several threads,
+    /// handlers would race.
+    bool single_threaded = false;
+
     /// Serve `/healthz` and `/metrics` unless the router has its own.
     bool builtin_routes = true;
     /// Called once per answered request; empty for no access log.
