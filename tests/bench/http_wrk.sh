@@ -3,7 +3,9 @@
 # server and on tame::http, one server thread each, taking turns, on loopback.
 # The server is pinned to CPU 0 and wrk to CPU 1.
 #
-#   bash tests/bench/http_wrk.sh [rounds=5] [seconds=10] [extra server flags…]
+#   bash tests/bench/http_wrk.sh [rounds=5] [seconds=10] [extra tame server flags…]
+#
+# BASELINE=beast-strands compares with the hand-written server on strands.
 #
 # Needs the release build (cmake --workflow --preset release); installs wrk with
 # apt-get when it is missing. Prints each run and the medians, and the ratios.
@@ -28,6 +30,7 @@ if command -v taskset > /dev/null && [[ $(nproc) -ge 2 ]]; then
 fi
 
 port=18080
+baseline=${BASELINE:-beast}
 declare -A rps p99 cpu
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 run_one() { # server round [server flags…]
@@ -52,7 +55,7 @@ run_one() { # server round [server flags…]
     l=$(awk '$1 == "99%" {print $2}' <<< "$out")
     # wrk prints latencies with a unit: us, ms or s. Convert to microseconds.
     l=$(awk -v v="$l" 'BEGIN { n = v + 0; if (v ~ /us$/) print n; else if (v ~ /ms$/) print n * 1000; else print n * 1000000 }')
-    printf '%-6s round %d: %10.0f req/s   p99 %8.0f us   server CPU %6.2f us/request\n' "$server" "$round" "$r" "$l" "$c"
+    printf '%-13s round %d: %10.0f req/s   p99 %8.0f us   server CPU %6.2f us/request\n' "$server" "$round" "$r" "$l" "$c"
     rps[$server]+="$r "
     p99[$server]+="$l "
     cpu[$server]+="$c "
@@ -61,13 +64,13 @@ run_one() { # server round [server flags…]
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 
 for round in $(seq "$rounds"); do
-    run_one beast "$round"
+    run_one "$baseline" "$round"
     run_one tame "$round" "$@"
 done
-beast_rps=$(median <<< "${rps[beast]}"); tame_rps=$(median <<< "${rps[tame]}")
-beast_p99=$(median <<< "${p99[beast]}"); tame_p99=$(median <<< "${p99[tame]}")
-beast_cpu=$(median <<< "${cpu[beast]}"); tame_cpu=$(median <<< "${cpu[tame]}")
-printf '\nmedians: beast %.0f req/s, p99 %.0f us, %.2f us CPU/request; tame %.0f req/s, p99 %.0f us, %.2f us CPU/request\n' \
-    "$beast_rps" "$beast_p99" "$beast_cpu" "$tame_rps" "$tame_p99" "$tame_cpu"
-awk -v a="$tame_rps" -v b="$beast_rps" -v c="$tame_p99" -v d="$beast_p99" -v e="$tame_cpu" -v f="$beast_cpu" \
-    'BEGIN { printf "tame/beast: throughput %.3f (target >= 0.9), p99 %.3f (target <= 1.2), CPU per request %.3f\n", a / b, c / d, e / f }'
+beast_rps=$(median <<< "${rps[$baseline]}"); tame_rps=$(median <<< "${rps[tame]}")
+beast_p99=$(median <<< "${p99[$baseline]}"); tame_p99=$(median <<< "${p99[tame]}")
+beast_cpu=$(median <<< "${cpu[$baseline]}"); tame_cpu=$(median <<< "${cpu[tame]}")
+printf '\nmedians: %s %.0f req/s, p99 %.0f us, %.2f us CPU/request; tame %.0f req/s, p99 %.0f us, %.2f us CPU/request\n' \
+    "$baseline" "$beast_rps" "$beast_p99" "$beast_cpu" "$tame_rps" "$tame_p99" "$tame_cpu"
+awk -v a="$tame_rps" -v b="$beast_rps" -v c="$tame_p99" -v d="$beast_p99" -v e="$tame_cpu" -v f="$beast_cpu" -v n="$baseline" \
+    'BEGIN { printf "tame/%s: throughput %.3f (target >= 0.9), p99 %.3f (target <= 1.2), CPU per request %.3f\n", n, a / b, c / d, e / f }'

@@ -920,3 +920,23 @@ TEST_CASE("/healthz stays reachable when the in-flight cap is reached", "[http][
     REQUIRE(res);
     CHECK(res->result() == http::status::ok);
 }
+
+TEST_CASE("a single-threaded server serves and cancels without strands", "[http][server]")
+{
+    auto options = test_options();
+    options.single_threaded = true;
+    sleeping_handler sleeper{60s};
+    test_server server{http::router{}.get("/slow", sleeper.get()).get("/hello", text("hi")), options};
+    raw_client leaver{server.port()};
+    raw_client client{server.port()};
+
+    leaver.send(request_text("GET", "/slow"));
+    REQUIRE(wait_for([&] { return *sleeper.started == 1; }));
+    client.send(request_text("GET", "/hello"));
+    auto res = client.read_response();
+    leaver.close();
+
+    REQUIRE(res);
+    CHECK(res->body() == "hi");
+    CHECK(sleeper.result() == http::cancel_reason::client_gone);
+}
