@@ -129,11 +129,7 @@ asio::awaitable<void> connection::run()
             header_ec = ec;
         }
         if (header_ec) {
-            status code{};
-            std::string message;
-            if (answer_unreadable(header_ec, code, message)) {
-                co_await write_error(code, message);
-            }
+            co_await fail_request(header_ec);
             break;
         }
 
@@ -160,11 +156,7 @@ asio::awaitable<void> connection::run()
                 break;
             }
             if (body_ec) {
-                status code{};
-                std::string message;
-                if (answer_unreadable(body_ec, code, message)) {
-                    co_await write_error(code, message);
-                }
+                co_await fail_request(body_ec);
                 break;
             }
         }
@@ -193,27 +185,21 @@ error_code connection::parse_buffered()
     return {};
 }
 
-bool connection::answer_unreadable(const error_code& ec, status& code, std::string& message)
+asio::awaitable<void> connection::fail_request(const error_code& ec)
 {
     if (ec == beast::http::error::header_limit) {
-        code = status::request_header_fields_too_large;
-        message = "request header larger than " + std::to_string(server_->options.header_limit) + " bytes";
-        return true;
+        co_await write_error(status::request_header_fields_too_large,
+                             "request header larger than " + std::to_string(server_->options.header_limit) +
+                                 " bytes");
+    } else if (ec == beast::http::error::body_limit) {
+        co_await write_error(status::payload_too_large,
+                             "request body larger than " + std::to_string(server_->options.body_limit) + " bytes");
+    } else if (ec.category() == beast_http_category() && ec != beast::http::error::end_of_stream &&
+               ec != beast::http::error::partial_message) {
+        // A client that closed mid-request (or a timeout that closed it) gets no
+        // answer; anything else Beast's parser rejects is malformed.
+        co_await write_error(status::bad_request, "malformed request: " + ec.message());
     }
-    if (ec == beast::http::error::body_limit) {
-        code = status::payload_too_large;
-        message = "request body larger than " + std::to_string(server_->options.body_limit) + " bytes";
-        return true;
-    }
-    // A client that closed mid-request (or a timeout that closed it) gets no answer;
-    // anything else Beast's parser rejects is malformed.
-    if (ec.category() == beast_http_category() && ec != beast::http::error::end_of_stream &&
-        ec != beast::http::error::partial_message) {
-        code = status::bad_request;
-        message = "malformed request: " + ec.message();
-        return true;
-    }
-    return false;
 }
 
 asio::awaitable<void> connection::write_error(status code, std::string_view message)

@@ -87,7 +87,9 @@ private:
     asio::awaitable<std::tuple<std::exception_ptr, response>> run_handler(std::size_t route,
                                                                           request_context& ctx);
     response answer_exception(std::exception_ptr ep, request_context& ctx, std::size_t route);
-    bool answer_unreadable(const boost::system::error_code& ec, status& code, std::string& message);
+    // Answers a request that could not be read (413, 431, 400), or stays silent
+    // when the client is gone.
+    asio::awaitable<void> fail_request(const boost::system::error_code& ec);
     void finish(response& res, unsigned version, bool keep_alive);
     void log(const access_entry& entry);
 
