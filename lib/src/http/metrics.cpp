@@ -1,8 +1,8 @@
 #include <tame/http/metrics.hpp>
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
-#include <cstdio>
 #include <stdexcept>
 
 namespace tame::http {
@@ -49,9 +49,11 @@ void append_number(std::string& out, double value)
     } else if (std::isinf(value)) {
         out += value > 0 ? "+Inf" : "-Inf";
     } else {
+        // The shortest text that reads back as the same double: 0.0005, not
+        // %.17g's 0.00050000000000000001.
         char buf[64];
-        std::snprintf(buf, sizeof buf, "%.17g", value);
-        out += buf;
+        const auto end = std::to_chars(buf, buf + sizeof buf, value).ptr;
+        out.append(buf, end);
     }
 }
 

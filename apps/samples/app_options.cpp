@@ -1,0 +1,102 @@
+#include "app_options.hpp"
+
+#include <boost/program_options/parsers.hpp>
+#include <boost/program_options/value_semantic.hpp>
+#include <boost/program_options/variables_map.hpp>
+
+#include <algorithm>
+#include <iostream>
+#include <stdexcept>
+#include <thread>
+
+namespace po = boost::program_options;
+
+namespace samples {
+
+unsigned app_options::thread_count() const noexcept
+{
+    return threads != 0 ? threads : std::max(1u, std::thread::hardware_concurrency());
+}
+
+tame::http::server_options app_options::server_options() const
+{
+    tame::http::server_options options;
+    options.address = address;
+    options.port = port;
+    options.single_threaded = single_threaded();
+    options.max_in_flight = max_in_flight;
+    if (quiet) {
+        options.access_log = {};
+    }
+    return options;
+}
+
+namespace {
+
+template <class T>
+void check_range(const char* flag, T value, T min, T max)
+{
+    if (value < min || value > max) {
+        throw po::error{std::string{"--"} + flag + " must be from " + std::to_string(min) + " to " +
+                        std::to_string(max) + ", not " + std::to_string(value)};
+    }
+}
+
+} // namespace
+
+po::typed_value<long>* milliseconds_flag(std::chrono::milliseconds& target, const char* flag, long max_ms)
+{
+    return po::value<long>()->default_value(target.count())->notifier([&target, flag, max_ms](long ms) {
+        check_range(flag, ms, 0L, max_ms);
+        target = std::chrono::milliseconds{ms};
+    });
+}
+
+po::typed_value<long>* seconds_flag(std::chrono::seconds& target, const char* flag, long max_s)
+{
+    return po::value<long>()->default_value(target.count())->notifier([&target, flag, max_s](long s) {
+        check_range(flag, s, 0L, max_s);
+        target = std::chrono::seconds{s};
+    });
+}
+
+po::typed_value<std::size_t>* count_flag(std::size_t& target, const char* flag, std::size_t min, std::size_t max)
+{
+    return po::value(&target)->default_value(target)->notifier(
+        [flag, min, max](std::size_t n) { check_range(flag, n, min, max); });
+}
+
+po::options_description describe_app_options(const std::string& title, app_options& app)
+{
+    po::options_description description{title};
+    description.add_options()("help,h", "show this help and exit")(
+        "address", po::value(&app.address)->default_value(app.address), "address to listen on")(
+        "port", po::value(&app.port)->default_value(app.port), "port to listen on (0: any free port)")(
+        "threads", po::value(&app.threads)->default_value(app.threads),
+        "io threads (0: one per hardware thread)")(
+        "drain-ms", milliseconds_flag(app.drain, "drain-ms"),
+        "on SIGINT/SIGTERM, how long requests in flight may finish before they are cancelled")(
+        "max-in-flight", count_flag(app.max_in_flight, "max-in-flight", 1, std::size_t{1} << 30),
+        "requests handled at once; more are answered 503 with Retry-After")(
+        "quiet", po::bool_switch(&app.quiet), "no access log");
+    return description;
+}
+
+std::optional<int> parse_command_line(int argc, const char* const* argv, const po::options_description& description)
+{
+    try {
+        po::variables_map vm;
+        po::store(po::parse_command_line(argc, argv, description), vm);
+        if (vm.count("help") != 0) {
+            std::cout << description << '\n';
+            return 0;
+        }
+        po::notify(vm);
+    } catch (const std::exception& e) {
+        std::cerr << argv[0] << ": " << e.what() << "\n(see --help)\n";
+        return 2;
+    }
+    return std::nullopt;
+}
+
+} // namespace samples

@@ -1,0 +1,185 @@
+#include "diagnose.hpp"
+
+#include "app_options.hpp"
+
+#include <tame/deadline.hpp>
+#include <tame/error.hpp>
+#include <tame/http/client.hpp>
+#include <tame/http/json.hpp>
+#include <tame/http/request_context.hpp>
+
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/json/parse.hpp>
+#include <boost/program_options/value_semantic.hpp>
+#include <boost/system/system_error.hpp>
+#include <boost/url/parse.hpp>
+#include <boost/url/url.hpp>
+
+#include <array>
+#include <string_view>
+
+namespace asio = boost::asio;
+namespace po = boost::program_options;
+
+namespace samples {
+namespace {
+
+/// The embedded upstream's knowledge base: a few symptoms and what they may
+/// point to. Sample data, not medicine.
+struct condition {
+    std::string_view symptom;
+    std::string_view name;
+    double likelihood;
+};
+constexpr std::array knowledge_base{
+    condition{"fever", "influenza", 0.42},     condition{"fever", "common cold", 0.31},
+    condition{"cough", "acute bronchitis", 0.38}, condition{"cough", "common cold", 0.27},
+    condition{"headache", "migraine", 0.44},   condition{"headache", "tension headache", 0.35},
+    condition{"rash", "contact dermatitis", 0.40},
+};
+
+boost::json::array candidates(std::string_view symptoms)
+{
+    boost::json::array out;
+    for (const auto& c : knowledge_base) {
+        if (symptoms.find(c.symptom) != std::string_view::npos) {
+            out.push_back({{"condition", c.name}, {"symptom", c.symptom}, {"likelihood", c.likelihood}});
+        }
+    }
+    return out;
+}
+
+void check_upstream(const std::string& url)
+{
+    if (url.empty()) {
+        return;
+    }
+    auto parsed = boost::urls::parse_uri(url);
+    if (!parsed || parsed->scheme() != "http" || parsed->encoded_host().empty()) {
+        throw po::error{"--upstream must be an http:// URL with a host, not '" + url + "'"};
+    }
+}
+
+} // namespace
+
+void add_diagnose_options(po::options_description& description, diagnose_options& options)
+{
+    po::options_description diagnose{"tame-diagnose (GET /diagnose, GET /upstream/diagnoses)"};
+    diagnose.add_options()("upstream", po::value(&options.upstream)->notifier(check_upstream),
+                           "the diagnosis service, an http:// URL (default: the embedded /upstream/diagnoses)")(
+        "deadline-ms", milliseconds_flag(options.deadline, "deadline-ms"), "how long /diagnose waits for the upstream")(
+        "upstream-delay-ms", milliseconds_flag(options.upstream_delay, "upstream-delay-ms"),
+        "how long the embedded upstream takes to answer");
+    description.add(diagnose);
+}
+
+diagnose_service::diagnose_service(diagnose_options options) : options_{std::move(options)}
+{
+    check_upstream(options_.upstream);
+    upstream_ = options_.upstream;
+}
+
+void diagnose_service::add_routes(http::router& routes)
+{
+    routes.get("/diagnose", [this](http::request_context& ctx) { return diagnose(ctx); });
+    routes.get("/upstream/diagnoses", [this](http::request_context& ctx) { return embedded_upstream(ctx); });
+}
+
+void diagnose_service::add_metrics(http::metrics_registry& metrics)
+{
+    auto outcome = [&](const char* label, std::atomic<std::uint64_t>& count) {
+        metrics.add(http::metric_type::counter, "tame_diagnose_upstream_calls_total",
+                    "Upstream calls made by /diagnose, by outcome.", std::string{"outcome=\""} + label + "\"",
+                    [&count] { return static_cast<double>(count.load(std::memory_order_relaxed)); });
+    };
+    outcome("answered", answered_);
+    outcome("timed_out", timed_out_);
+    outcome("failed", failed_);
+    metrics.add(http::metric_type::counter, "tame_diagnose_upstream_abandoned_total",
+                "Calls of the embedded upstream whose caller hung up before the answer.", "",
+                [this] { return static_cast<double>(embedded_abandoned_.load(std::memory_order_relaxed)); });
+}
+
+void diagnose_service::on_started(const asio::ip::tcp::endpoint& endpoint)
+{
+    const std::lock_guard lock{mutex_};
+    if (options_.upstream.empty()) {
+        const auto host = endpoint.address().is_v6() ? "[" + endpoint.address().to_string() + "]"
+                                                     : endpoint.address().to_string();
+        upstream_ = "http://" + host + ":" + std::to_string(endpoint.port()) + "/upstream/diagnoses";
+    }
+}
+
+std::string diagnose_service::upstream() const
+{
+    const std::lock_guard lock{mutex_};
+    return upstream_;
+}
+
+asio::awaitable<http::response> diagnose_service::diagnose(http::request_context& ctx)
+{
+    const auto symptoms = ctx.query("symptoms");
+    if (!symptoms || symptoms->empty()) {
+        throw http::http_error{http::status::bad_request,
+                               "query parameter symptoms is required, as in /diagnose?symptoms=fever,cough"};
+    }
+    boost::urls::url target{upstream()};
+    target.params().set("symptoms", *symptoms);
+
+    http::response answer;
+    try {
+        // context.WithTimeout + select, where the loser really stops: at the
+        // deadline the client call is cancelled (its socket closed) and awaited.
+        auto call = tame::with_timeout(http::async_get(ctx.get_executor(), target.buffer(), asio::use_awaitable),
+                                       options_.deadline);
+        answer = co_await std::move(call);
+    } catch (const boost::system::system_error& e) {
+        if (e.code() == tame::errc::timed_out) {
+            timed_out_.fetch_add(1, std::memory_order_relaxed);
+            co_return http::error_response(http::status::request_timeout,
+                                           "the diagnosis service did not answer within " +
+                                               std::to_string(options_.deadline.count()) +
+                                               " ms; please try again later");
+        }
+        if (ctx.is_cancelled()) {
+            throw; // our own client went away, or the server is stopping
+        }
+        failed_.fetch_add(1, std::memory_order_relaxed);
+        co_return http::error_response(http::status::bad_gateway,
+                                       "the diagnosis service could not be reached: " + e.code().message());
+    }
+
+    if (answer.result() != http::status::ok) {
+        failed_.fetch_add(1, std::memory_order_relaxed);
+        co_return http::error_response(http::status::bad_gateway,
+                                       "the diagnosis service answered " + std::to_string(answer.result_int()));
+    }
+    boost::system::error_code ec;
+    auto data = boost::json::parse(answer.body(), ec);
+    if (ec) {
+        failed_.fetch_add(1, std::memory_order_relaxed);
+        co_return http::error_response(http::status::bad_gateway,
+                                       "the diagnosis service answered malformed JSON: " + ec.message());
+    }
+    answered_.fetch_add(1, std::memory_order_relaxed);
+    co_return http::json_response({{"data", std::move(data)}});
+}
+
+asio::awaitable<http::response> diagnose_service::embedded_upstream(http::request_context& ctx)
+{
+    const auto symptoms = ctx.query("symptoms").value_or("");
+    asio::steady_timer slow{co_await asio::this_coro::executor, options_.upstream_delay};
+    try {
+        co_await slow.async_wait(asio::use_awaitable);
+    } catch (const boost::system::system_error&) {
+        if (ctx.cancel_reason() == http::cancel_reason::client_gone) {
+            embedded_abandoned_.fetch_add(1, std::memory_order_relaxed);
+        }
+        throw;
+    }
+    co_return http::json_response({{"symptoms", symptoms}, {"diagnoses", candidates(symptoms)}});
+}
+
+} // namespace samples

@@ -1,0 +1,67 @@
+#pragma once
+
+#include "sample_service.hpp"
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/program_options/options_description.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <mutex>
+#include <string>
+
+namespace samples {
+
+/// tame-diagnose's settings.
+struct diagnose_options {
+    /// The diagnosis service's URL; empty: the app's own /upstream/diagnoses.
+    std::string upstream;
+    /// How long GET /diagnose waits for the upstream (context.WithTimeout).
+    std::chrono::milliseconds deadline{2000};
+    /// How long the embedded upstream takes to answer.
+    std::chrono::milliseconds upstream_delay{3000};
+};
+
+/// Adds tame-diagnose's flags, bound to `options`.
+void add_diagnose_options(boost::program_options::options_description& description, diagnose_options& options);
+
+/// GET /diagnose?symptoms=…: calls a slow upstream over real HTTP under a
+/// deadline, as the source article's third service does with
+/// context.WithTimeout and select, except that at the deadline the call is
+/// over: tame::with_timeout cancels the client operation, which closes its
+/// socket, and waits for it to end before the handler answers 408.
+///
+/// Also serves the embedded upstream, GET /upstream/diagnoses, which answers
+/// after `upstream_delay` and counts the calls whose client hung up first.
+class diagnose_service : public sample_service {
+public:
+    explicit diagnose_service(diagnose_options options);
+
+    void add_routes(http::router& routes) override;
+    void add_metrics(http::metrics_registry& metrics) override;
+    /// With no --upstream, the upstream is this server's /upstream/diagnoses.
+    void on_started(const boost::asio::ip::tcp::endpoint& endpoint) override;
+    void stop() override {}
+
+    /// The URL called, once started.
+    std::string upstream() const;
+
+    /// Calls of the embedded upstream whose caller went away before the answer.
+    std::uint64_t upstream_abandoned() const noexcept { return embedded_abandoned_.load(); }
+
+private:
+    boost::asio::awaitable<http::response> diagnose(http::request_context& ctx);
+    boost::asio::awaitable<http::response> embedded_upstream(http::request_context& ctx);
+
+    diagnose_options options_;
+    mutable std::mutex mutex_;
+    std::string upstream_;
+
+    std::atomic<std::uint64_t> answered_{0};
+    std::atomic<std::uint64_t> timed_out_{0};
+    std::atomic<std::uint64_t> failed_{0};
+    std::atomic<std::uint64_t> embedded_abandoned_{0};
+};
+
+} // namespace samples

@@ -1,0 +1,76 @@
+#pragma once
+
+#include "sample_service.hpp"
+#include "sync_jobs.hpp"
+
+#include <tame/cancel_source.hpp>
+#include <tame/semaphore.hpp>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/program_options/options_description.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+
+namespace samples {
+
+/// tame-sync-data's settings. The first three are the defaults of a batch,
+/// which query parameters override within the `max_` limits.
+struct sync_data_options {
+    std::size_t tasks = 1000;
+    std::size_t concurrency = 10;
+    std::chrono::milliseconds task_time{1000};
+
+    std::size_t max_tasks = 100000;
+    std::size_t max_concurrency = 1000;
+    std::chrono::milliseconds max_task_time{60000};
+    /// The service-wide cap on sync tasks running at once, over all batches.
+    std::size_t max_running_tasks = 10000;
+    /// Async jobs kept (running or finished), and how long a finished one is.
+    std::size_t max_jobs = 1000;
+    std::chrono::seconds job_ttl{600};
+};
+
+/// Adds tame-sync-data's flags, bound to `options`.
+void add_sync_data_options(boost::program_options::options_description& description, sync_data_options& options);
+
+/// POST /sync-data, GET and DELETE /jobs/{id}: the bounded-concurrency batch of
+/// the source article (DESIGN.md, "Sample services").
+///
+/// - A synchronous batch runs inside its request's handler; a client that
+///   disconnects cancels the tasks not yet done, and a shutdown's drain end
+///   answers 503 with how far it got.
+/// - `?async=1` answers 202 at once; the batch then belongs to the service,
+///   which stop() cancels.
+class sync_data_service : public sample_service {
+public:
+    sync_data_service(const boost::asio::any_io_executor& ex, sync_data_options options);
+    ~sync_data_service() override;
+
+    void add_routes(http::router& routes) override;
+    void add_metrics(http::metrics_registry& metrics) override;
+    void stop() override;
+
+    /// The async jobs, for tests.
+    const sync_job_registry& jobs() const noexcept { return jobs_; }
+    /// Sync tasks running now, over all batches.
+    std::size_t running_tasks() const noexcept;
+
+private:
+    boost::asio::awaitable<http::response> sync_data(http::request_context& ctx);
+    boost::asio::awaitable<http::response> job_status(http::request_context& ctx);
+    boost::asio::awaitable<http::response> cancel_job(http::request_context& ctx);
+    sync_batch_spec batch_from(const http::request_context& ctx) const;
+    http::response start_job(const sync_batch_spec& spec);
+
+    boost::asio::any_io_executor executor_;
+    sync_data_options options_;
+    tame::async_semaphore task_slots_;
+    /// Parent of every job's cancel_source: stop() cancels them all.
+    tame::cancel_source jobs_cancel_;
+    sync_job_registry jobs_;
+    std::atomic<std::uint64_t> tasks_done_{0};
+};
+
+} // namespace samples

@@ -1,0 +1,196 @@
+#include "hosted_service.hpp"
+
+#include "samples/diagnose.hpp"
+
+#include <tame/http/json.hpp>
+#include <tame/http/request_context.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <atomic>
+#include <mutex>
+#include <string>
+
+using namespace apps_test;
+using samples::diagnose_options;
+using samples::diagnose_service;
+using diagnose_host = hosted_service<diagnose_service>;
+
+namespace {
+
+diagnose_options embedded(std::chrono::milliseconds delay, std::chrono::milliseconds deadline)
+{
+    diagnose_options options;
+    options.upstream_delay = delay;
+    options.deadline = deadline;
+    return options;
+}
+
+/// A stand-in for a third-party diagnosis service: answers `status` with
+/// `body` after `delay`, and records what it saw.
+struct fake_upstream {
+    struct seen {
+        std::mutex mutex;
+        std::string symptoms;
+        std::atomic<int> calls{0};
+        std::atomic<bool> caller_gone{false};
+    };
+
+    fake_upstream(std::chrono::milliseconds delay, http::status status, std::string body)
+        : server{routes(delay, status, std::move(body), log)}
+    {
+    }
+
+    static http::router routes(std::chrono::milliseconds delay, http::status status, std::string body,
+                               std::shared_ptr<seen> log)
+    {
+        http::router r;
+        r.get("/dx", [=](http::request_context& ctx) -> asio::awaitable<http::response> {
+            ++log->calls;
+            {
+                const std::lock_guard lock{log->mutex};
+                log->symptoms = ctx.query("symptoms").value_or("");
+            }
+            asio::steady_timer wait{co_await asio::this_coro::executor, delay};
+            try {
+                co_await wait.async_wait(asio::use_awaitable);
+            } catch (const boost::system::system_error&) {
+                log->caller_gone = ctx.cancel_reason() == http::cancel_reason::client_gone;
+                throw;
+            }
+            http::response res{status, 11};
+            res.set(http::field::content_type, "application/json");
+            res.body() = body;
+            co_return res;
+        });
+        return r;
+    }
+
+    std::string url() const { return server.url("/dx"); }
+
+    std::shared_ptr<seen> log = std::make_shared<seen>();
+    tame_test::test_server server;
+};
+
+diagnose_options upstream_at(std::string url, std::chrono::milliseconds deadline = 2000ms)
+{
+    diagnose_options options;
+    options.upstream = std::move(url);
+    options.deadline = deadline;
+    return options;
+}
+
+} // namespace
+
+TEST_CASE("diagnose answers 200 with the upstream's data when it answers in time")
+{
+    diagnose_host host{embedded(10ms, 2000ms)};
+    auto a = call(host.port(), "GET", "/diagnose?symptoms=fever,cough");
+    REQUIRE(a);
+    CHECK(a->status() == 200);
+    const auto& data = a->object().at("data").as_object();
+    CHECK(data.at("symptoms").as_string() == "fever,cough");
+    CHECK(data.at("diagnoses").as_array().size() == 4);
+    CHECK(host.service().upstream() == "http://127.0.0.1:" + std::to_string(host.port()) + "/upstream/diagnoses");
+}
+
+TEST_CASE("diagnose without symptoms is a 400")
+{
+    diagnose_host host{embedded(10ms, 2000ms)};
+    for (const char* target : {"/diagnose", "/diagnose?symptoms="}) {
+        auto a = call(host.port(), "GET", target);
+        REQUIRE(a);
+        CHECK(a->status() == 400);
+        CHECK(a->error().find("symptoms is required") != std::string::npos);
+    }
+}
+
+TEST_CASE("diagnose answers 408 at the deadline and the upstream sees its connection closed")
+{
+    fake_upstream upstream{5000ms, http::status::ok, R"({"diagnoses":[]})"};
+    diagnose_host host{upstream_at(upstream.url(), 200ms)};
+    const auto started = std::chrono::steady_clock::now();
+    auto a = call(host.port(), "GET", "/diagnose?symptoms=fever");
+    const auto took = std::chrono::steady_clock::now() - started;
+    REQUIRE(a);
+    CHECK(a->status() == 408);
+    CHECK(a->error().find("did not answer within 200 ms") != std::string::npos);
+    CHECK(took >= 200ms);
+    CHECK(took < 4000ms);
+    // The call was really stopped: the upstream's server saw its client leave
+    // (within its disconnect-watch interval), long before its 5 s answer.
+    CHECK(eventually([&] { return upstream.log->caller_gone.load(); }, 2000ms));
+}
+
+TEST_CASE("the embedded upstream counts a caller that hung up at the deadline")
+{
+    diagnose_host host{embedded(3000ms, 100ms)};
+    auto a = call(host.port(), "GET", "/diagnose?symptoms=rash");
+    REQUIRE(a);
+    CHECK(a->status() == 408);
+    CHECK(eventually([&] { return host.service().upstream_abandoned() == 1; }, 2000ms));
+    const auto metrics = host.server().metrics().render();
+    CHECK(metrics.find("tame_diagnose_upstream_calls_total{outcome=\"timed_out\"} 1") != std::string::npos);
+}
+
+TEST_CASE("symptoms reach the upstream encoded and decoded intact")
+{
+    fake_upstream upstream{0ms, http::status::ok, R"({"diagnoses":[]})"};
+    diagnose_host host{upstream_at(upstream.url())};
+    auto a = call(host.port(), "GET", "/diagnose?symptoms=sore%20throat%26fever%3D%C3%A9");
+    REQUIRE(a);
+    CHECK(a->status() == 200);
+    const std::lock_guard lock{upstream.log->mutex};
+    CHECK(upstream.log->symptoms == "sore throat&fever=\xC3\xA9");
+}
+
+TEST_CASE("diagnose answers 502 when the upstream is down")
+{
+    std::uint16_t closed_port = 0;
+    {
+        asio::io_context io;
+        asio::ip::tcp::acceptor probe{io, {asio::ip::make_address("127.0.0.1"), 0}};
+        closed_port = probe.local_endpoint().port();
+    }
+    diagnose_host host{upstream_at("http://127.0.0.1:" + std::to_string(closed_port) + "/dx")};
+    auto a = call(host.port(), "GET", "/diagnose?symptoms=fever");
+    REQUIRE(a);
+    CHECK(a->status() == 502);
+    CHECK(a->error().find("could not be reached") != std::string::npos);
+}
+
+TEST_CASE("diagnose answers 502 when the upstream answers an error")
+{
+    fake_upstream upstream{0ms, http::status::internal_server_error, R"({"error":"boom"})"};
+    diagnose_host host{upstream_at(upstream.url())};
+    auto a = call(host.port(), "GET", "/diagnose?symptoms=fever");
+    REQUIRE(a);
+    CHECK(a->status() == 502);
+    CHECK(a->error().find("answered 500") != std::string::npos);
+}
+
+TEST_CASE("diagnose answers 502 when the upstream answers malformed JSON")
+{
+    fake_upstream upstream{0ms, http::status::ok, "<html>maintenance</html>"};
+    diagnose_host host{upstream_at(upstream.url())};
+    auto a = call(host.port(), "GET", "/diagnose?symptoms=fever");
+    REQUIRE(a);
+    CHECK(a->status() == 502);
+    CHECK(a->error().find("malformed JSON") != std::string::npos);
+    CHECK(host.server().metrics().render().find("tame_diagnose_upstream_calls_total{outcome=\"failed\"} 1") !=
+          std::string::npos);
+}
+
+TEST_CASE("an upstream that is not an http URL is refused")
+{
+    for (const char* url : {"ftp://example.com/dx", "https://example.com/dx", "not a url", "http://"}) {
+        INFO(url);
+        diagnose_options options;
+        options.upstream = url;
+        CHECK_THROWS(diagnose_service{options});
+    }
+}

@@ -1,0 +1,150 @@
+#pragma once
+
+// Fixtures for the sample services' tests: services hosted by the apps' own
+// service_host on 127.0.0.1 with an ephemeral port, and a client that sends one
+// request and reads its answer as JSON, every wait bounded.
+
+#include "samples/service_host.hpp"
+
+#include <tame_test/http_harness.hpp>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/use_future.hpp>
+#include <boost/json/parse.hpp>
+#include <boost/json/value.hpp>
+
+#include <chrono>
+#include <functional>
+#include <future>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <type_traits>
+#include <vector>
+
+namespace apps_test {
+
+namespace asio = boost::asio;
+namespace http = tame::http;
+using namespace std::chrono_literals;
+
+/// One service on a started server, run by `threads` threads. The destructor
+/// shuts it down (no drain) and stops the service, as the apps do.
+template <class Service>
+class hosted_service {
+public:
+    template <class Options>
+    explicit hosted_service(Options options, int threads = 2)
+        : service_{make(io_, std::move(options))}, host_{io_, {&service_}, tame_test::test_options()}
+    {
+        host_.start();
+        for (int i = 0; i < threads; ++i) {
+            threads_.emplace_back([this] { io_.run(); });
+        }
+    }
+
+    ~hosted_service()
+    {
+        shutdown(0ms);
+        for (auto& t : threads_) {
+            t.join();
+        }
+    }
+
+    hosted_service(const hosted_service&) = delete;
+    hosted_service& operator=(const hosted_service&) = delete;
+
+    /// The server's graceful shutdown, then the service's stop(): the number of
+    /// handlers cancelled at the drain's end, or nothing if it took over 20 s.
+    std::optional<std::size_t> shutdown(std::chrono::steady_clock::duration drain)
+    {
+        if (stopped_) {
+            return std::nullopt;
+        }
+        stopped_ = true;
+        std::promise<std::size_t> done;
+        auto future = done.get_future();
+        host_.async_shutdown(drain, [&done](std::size_t cancelled) { done.set_value(cancelled); });
+        if (future.wait_for(20s) != std::future_status::ready) {
+            io_.stop();
+            return std::nullopt;
+        }
+        return future.get();
+    }
+
+    Service& service() noexcept { return service_; }
+    http::server& server() noexcept { return host_.server(); }
+    std::uint16_t port() const { return host_.server().local_endpoint().port(); }
+
+private:
+    template <class Options>
+    static Service make(asio::io_context& io, Options options)
+    {
+        if constexpr (std::is_constructible_v<Service, asio::any_io_executor, Options>) {
+            return Service{io.get_executor(), std::move(options)};
+        } else {
+            return Service{std::move(options)};
+        }
+    }
+
+    asio::io_context io_;
+    Service service_;
+    samples::service_host host_;
+    std::vector<std::thread> threads_;
+    bool stopped_ = false;
+};
+
+/// An answer, its body parsed as JSON when it is JSON.
+struct answer {
+    http::response response;
+    boost::json::value json;
+
+    unsigned status() const { return response.result_int(); }
+    const boost::json::object& object() const { return json.as_object(); }
+    std::string error() const
+    {
+        const auto* e = json.is_object() ? json.as_object().if_contains("error") : nullptr;
+        return e != nullptr && e->is_string() ? std::string{e->get_string()} : std::string{};
+    }
+};
+
+/// Sends one request on a new connection and reads the answer; nothing when
+/// no answer came within `limit`.
+inline std::optional<answer> call(std::uint16_t port, std::string_view method, std::string_view target,
+                                  std::string_view body = {}, std::chrono::seconds limit = 20s)
+{
+    tame_test::raw_client client{port};
+    client.send(tame_test::request_text(
+        method, target, body.empty() ? std::string_view{} : "Content-Type: application/json\r\n", body));
+    auto res = client.read_response(false, limit);
+    if (!res) {
+        return std::nullopt;
+    }
+    answer out{std::move(*res), {}};
+    boost::system::error_code ec;
+    out.json = boost::json::parse(out.response.body(), ec);
+    return out;
+}
+
+/// Polls `done` every 5 ms for up to `limit`; whether it came true.
+inline bool eventually(const std::function<bool()>& done, std::chrono::milliseconds limit = 5000ms)
+{
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    while (!done()) {
+        if (std::chrono::steady_clock::now() > deadline) {
+            return false;
+        }
+        std::this_thread::sleep_for(5ms);
+    }
+    return true;
+}
+
+/// A JSON number as a double, whichever kind Boost.JSON stored.
+inline double number(const boost::json::value& v)
+{
+    return v.is_double() ? v.get_double() : v.is_int64() ? static_cast<double>(v.get_int64())
+                                                          : static_cast<double>(v.get_uint64());
+}
+
+} // namespace apps_test

@@ -1,0 +1,197 @@
+#include "hosted_service.hpp"
+
+#include "samples/report_api.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <string>
+#include <thread>
+#include <vector>
+
+using namespace apps_test;
+using samples::report_api_options;
+using samples::report_api_service;
+using report_host = hosted_service<report_api_service>;
+
+namespace {
+
+report_api_options quick(std::size_t capacity = 100, std::chrono::milliseconds report_time = 20ms)
+{
+    report_api_options options;
+    options.pool_capacity = capacity;
+    options.report_time = report_time;
+    return options;
+}
+
+std::optional<answer> generate(std::uint16_t port, std::string_view body)
+{
+    return call(port, "POST", "/reports/generate", body);
+}
+
+} // namespace
+
+TEST_CASE("a report request waits for its own reports and answers with their count")
+{
+    report_host host{quick()};
+    auto a = generate(host.port(), R"({"reportIds":[1,2,3]})");
+    REQUIRE(a);
+    CHECK(a->status() == 200);
+    const auto& o = a->object();
+    CHECK(o.at("message").as_string() == "processed 3 report generation tasks");
+    CHECK(o.at("reports").as_int64() == 3);
+    CHECK(o.at("generated").as_int64() == 3);
+    CHECK(o.at("failed").as_array().empty());
+    CHECK(number(o.at("elapsed_ms")) >= 20);
+    // The pool counts a task once its coroutine has ended, just after the task's
+    // last step let the request go on.
+    CHECK(eventually([&] { return host.service().pool().stats().completed == 3; }));
+    CHECK(host.service().pool().stats().submitted == 3);
+}
+
+TEST_CASE("an empty list of ids is answered at once")
+{
+    report_host host{quick()};
+    auto a = generate(host.port(), R"({"reportIds":[]})");
+    REQUIRE(a);
+    CHECK(a->status() == 200);
+    CHECK(a->object().at("reports").as_int64() == 0);
+}
+
+TEST_CASE("a failing report is listed in the answer and the service goes on")
+{
+    auto options = quick();
+    options.failing_ids = {2};
+    report_host host{options};
+    auto a = generate(host.port(), R"({"reportIds":[1,2,3]})");
+    REQUIRE(a);
+    CHECK(a->status() == 200);
+    CHECK(a->object().at("generated").as_int64() == 2);
+    const auto& failed = a->object().at("failed").as_array();
+    REQUIRE(failed.size() == 1);
+    CHECK(failed[0].at("id").as_int64() == 2);
+    CHECK(std::string{failed[0].at("error").as_string()}.find("report 2") != std::string::npos);
+    CHECK(eventually([&] { return host.service().pool().stats().failed == 1; }));
+
+    auto next = generate(host.port(), R"({"reportIds":[4,5]})");
+    REQUIRE(next);
+    CHECK(next->status() == 200);
+    CHECK(next->object().at("generated").as_int64() == 2);
+}
+
+TEST_CASE("invalid report requests get 400 with a reason")
+{
+    auto options = quick();
+    options.max_reports = 3;
+    report_host host{options};
+    const std::vector<std::pair<std::string, std::string>> cases{
+        {"nope", "not valid JSON"},
+        {"[1,2]", "must be a JSON object"},
+        {"{}", "reportIds is missing"},
+        {R"({"reportIds":"1,2"})", "must be an array"},
+        {R"({"reportIds":{"a":1}})", "must be an array"},
+        {R"({"reportIds":[1,0]})", "reportIds[1] must be a positive integer"},
+        {R"({"reportIds":[-3]})", "reportIds[0] must be a positive integer"},
+        {R"({"reportIds":[1,2.5]})", "reportIds[1] must be a positive integer"},
+        {R"({"reportIds":[1,"7"]})", "reportIds[1] must be a positive integer"},
+        {R"({"reportIds":[null]})", "reportIds[0] must be a positive integer"},
+        {R"({"reportIds":[18446744073709551615]})", "reportIds[0] must be a positive integer"},
+        {R"({"reportIds":[1,2,3,4]})", "too many reportIds: 4 (at most 3)"},
+    };
+    for (const auto& [body, reason] : cases) {
+        INFO(body);
+        auto a = generate(host.port(), body);
+        REQUIRE(a);
+        CHECK(a->status() == 400);
+        CHECK(a->error().find(reason) != std::string::npos);
+    }
+    CHECK(host.service().pool().stats().submitted == 0);
+}
+
+TEST_CASE("the pool runs at most its capacity of reports over all requests")
+{
+    // 5 requests of 4 reports of 20 ms on a pool of 4: at least 5 rounds.
+    report_host host{quick(4, 20ms), 2};
+    std::vector<std::optional<answer>> answers(5);
+    const auto started = std::chrono::steady_clock::now();
+    {
+        std::vector<std::jthread> clients;
+        for (auto& a : answers) {
+            clients.emplace_back([&a, port = host.port()] { a = generate(port, R"({"reportIds":[1,2,3,4]})"); });
+        }
+    }
+    CHECK(std::chrono::steady_clock::now() - started >= 100ms);
+    for (const auto& a : answers) {
+        REQUIRE(a);
+        CHECK(a->status() == 200);
+        CHECK(a->object().at("generated").as_int64() == 4);
+    }
+    CHECK(eventually([&] { return host.service().pool().stats().completed == 20; }));
+    CHECK(host.service().pool().stats().submitted == 20);
+}
+
+TEST_CASE("a nonblocking service refuses with 503 and Retry-After when the pool is full")
+{
+    auto options = quick(2, 300ms);
+    options.nonblocking = true;
+    report_host host{options};
+    std::optional<answer> first;
+    std::jthread client{[&] { first = generate(host.port(), R"({"reportIds":[1,2]})"); }};
+    REQUIRE(eventually([&] { return host.service().pool().running() == 2; }));
+
+    auto refused = generate(host.port(), R"({"reportIds":[3]})");
+    REQUIRE(refused);
+    CHECK(refused->status() == 503);
+    CHECK(refused->response[http::field::retry_after] == "1");
+    client.join();
+    REQUIRE(first);
+    CHECK(first->status() == 200);
+    CHECK(first->object().at("generated").as_int64() == 2);
+}
+
+TEST_CASE("a request refused halfway cancels the reports it had started")
+{
+    auto options = quick(2, 500ms);
+    options.nonblocking = true;
+    report_host host{options};
+    std::optional<answer> first;
+    std::jthread client{[&] { first = generate(host.port(), R"({"reportIds":[1]})"); }};
+    REQUIRE(eventually([&] { return host.service().pool().running() == 1; }));
+
+    // Its first report takes the last slot, its second is refused: the first
+    // is cancelled, and has ended its work before the 503 (the pool counts it
+    // out a moment later).
+    auto refused = generate(host.port(), R"({"reportIds":[2,3]})");
+    REQUIRE(refused);
+    CHECK(refused->status() == 503);
+    CHECK(eventually([&] { return host.service().pool().running() == 1; }, 200ms));
+    client.join();
+    REQUIRE(first);
+    CHECK(first->status() == 200);
+}
+
+TEST_CASE("a client that goes away cancels its reports")
+{
+    report_host host{quick(100, 5000ms)};
+    {
+        tame_test::raw_client client{host.port()};
+        const std::string body = R"({"reportIds":[1,2,3]})";
+        client.send(tame_test::request_text("POST", "/reports/generate", "Content-Type: application/json\r\n", body));
+        REQUIRE(eventually([&] { return host.service().pool().running() == 3; }));
+        client.close();
+    }
+    REQUIRE(eventually([&] { return host.service().pool().running() == 0; }, 2000ms));
+    CHECK(host.service().pool().stats().failed == 0);
+}
+
+TEST_CASE("a shutdown lets report requests in flight finish, then closes the pool")
+{
+    report_host host{quick(100, 100ms)};
+    std::optional<answer> a;
+    std::jthread client{[&] { a = generate(host.port(), R"({"reportIds":[1,2]})"); }};
+    REQUIRE(eventually([&] { return host.service().pool().running() == 2; }));
+    CHECK(host.shutdown(10s) == std::size_t{0});
+    client.join();
+    REQUIRE(a);
+    CHECK(a->status() == 200);
+    CHECK(host.service().pool().is_closed());
+}
