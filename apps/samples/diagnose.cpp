@@ -106,8 +106,13 @@ void diagnose_service::on_started(const asio::ip::tcp::endpoint& endpoint)
 {
     const std::lock_guard lock{mutex_};
     if (options_.upstream.empty()) {
-        const auto host = endpoint.address().is_v6() ? "[" + endpoint.address().to_string() + "]"
-                                                     : endpoint.address().to_string();
+        // A server listening on every address (0.0.0.0, ::) calls itself on loopback.
+        auto address = endpoint.address();
+        if (address.is_unspecified()) {
+            address = address.is_v6() ? asio::ip::address{asio::ip::address_v6::loopback()}
+                                      : asio::ip::address{asio::ip::address_v4::loopback()};
+        }
+        const auto host = address.is_v6() ? "[" + address.to_string() + "]" : address.to_string();
         upstream_ = "http://" + host + ":" + std::to_string(endpoint.port()) + "/upstream/diagnoses";
     }
 }

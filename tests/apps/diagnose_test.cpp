@@ -194,3 +194,16 @@ TEST_CASE("an upstream that is not an http URL is refused")
         CHECK_THROWS(diagnose_service{options});
     }
 }
+
+TEST_CASE("a server on every address calls its embedded upstream on loopback")
+{
+    diagnose_service on_v4{diagnose_options{}};
+    on_v4.on_started({asio::ip::address_v4::any(), 8080});
+    CHECK(on_v4.upstream() == "http://127.0.0.1:8080/upstream/diagnoses");
+    diagnose_service on_v6{diagnose_options{}};
+    on_v6.on_started({asio::ip::address_v6::any(), 8080});
+    CHECK(on_v6.upstream() == "http://[::1]:8080/upstream/diagnoses");
+    diagnose_service elsewhere{upstream_at("http://10.1.2.3:9000/dx")};
+    elsewhere.on_started({asio::ip::address_v4::any(), 8080});
+    CHECK(elsewhere.upstream() == "http://10.1.2.3:9000/dx");
+}
