@@ -191,28 +191,38 @@ asio::awaitable<http::response> report_api_service::generate(http::request_conte
         auto task = [batch, i, id = ids[i], time = options_.report_time, fails = options_.failing_ids.count(ids[i]) != 0,
                      reports] { return generate_report(batch, i, id, time, fails, reports); };
         batch->pending.add(1);
-        if (options_.nonblocking) {
-            if (const auto refused = pool_.try_submit(std::move(task))) {
-                batch->pending.done();
-                reports.emit();
-                co_await batch->pending.async_wait(asio::use_awaitable); // the ones started end at once
-                if (refused == tame::errc::closed) {
-                    throw http::http_error{http::status::service_unavailable, "the service is shutting down"};
-                }
-                co_return overloaded(options_.retry_after);
-            }
-            continue;
+        // A free slot starts the report at once. Only when the pool is full does
+        // a blocking service wait for a slot (the backpressure of ants' Submit);
+        // a nonblocking one refuses the request. (The look at running() keeps a
+        // full pool from counting this try as a rejection, mostly; try_submit()
+        // copies the task and leaves ours for async_submit().)
+        tame::error_code refused = tame::errc::pool_overloaded;
+        if (options_.nonblocking || pool_.running() < pool_.capacity()) {
+            refused = pool_.try_submit(task);
         }
-        try {
-            // Waits for a free slot in the pool: the backpressure of ants' Submit.
-            co_await pool_.async_submit(std::move(task), asio::use_awaitable);
-        } catch (const boost::system::system_error& e) {
+        if (refused == tame::errc::pool_overloaded && !options_.nonblocking) {
+            try {
+                co_await pool_.async_submit(std::move(task), asio::use_awaitable);
+                refused = {};
+            } catch (const boost::system::system_error& e) {
+                if (e.code() != tame::errc::closed) {
+                    batch->pending.done();
+                    reports.emit();
+                    throw; // cancelled: the client went away, or the drain ended
+                }
+                refused = e.code();
+            }
+        }
+        if (refused) {
+            // Refuse the whole request, leaving nothing of it running: cancel the
+            // reports it started, and wait for them (they end at once).
             batch->pending.done();
             reports.emit();
-            if (e.code() == tame::errc::closed) {
+            co_await batch->pending.async_wait(asio::use_awaitable);
+            if (refused == tame::errc::closed) {
                 throw http::http_error{http::status::service_unavailable, "the service is shutting down"};
             }
-            throw;
+            co_return overloaded(options_.retry_after);
         }
     }
     co_await batch->pending.async_wait(asio::use_awaitable);
