@@ -49,10 +49,13 @@ void append_number(std::string& out, double value)
     } else if (std::isinf(value)) {
         out += value > 0 ? "+Inf" : "-Inf";
     } else {
-        // The shortest text that reads back as the same double: 0.0005, not
+        // Whole numbers (counts kept as doubles) print as integers; others as
+        // the shortest text that reads back as the same double: 0.0005, not
         // %.17g's 0.00050000000000000001.
         char buf[64];
-        const auto end = std::to_chars(buf, buf + sizeof buf, value).ptr;
+        const auto end = std::trunc(value) == value && std::fabs(value) < 1e15
+                             ? std::to_chars(buf, buf + sizeof buf, static_cast<long long>(value)).ptr
+                             : std::to_chars(buf, buf + sizeof buf, value, std::chars_format::general).ptr;
         out.append(buf, end);
     }
 }
