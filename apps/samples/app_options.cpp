@@ -71,8 +71,15 @@ po::options_description describe_app_options(const std::string& title, app_optio
     po::options_description description{title};
     description.add_options()("help,h", "show this help and exit")(
         "address", po::value(&app.address)->default_value(app.address), "address to listen on")(
-        "port", po::value(&app.port)->default_value(app.port), "port to listen on (0: any free port)")(
-        "threads", po::value(&app.threads)->default_value(app.threads),
+        "port", po::value<long>()->default_value(app.port)->notifier([&app](long port) {
+            check_range("port", port, 0L, 65535L);
+            app.port = static_cast<std::uint16_t>(port);
+        }),
+        "port to listen on (0: any free port)")(
+        "threads", po::value<long>()->default_value(app.threads)->notifier([&app](long threads) {
+            check_range("threads", threads, 0L, 1024L);
+            app.threads = static_cast<unsigned>(threads);
+        }),
         "io threads (0: one per hardware thread)")(
         "drain-ms", milliseconds_flag(app.drain, "drain-ms"),
         "on SIGINT/SIGTERM, how long requests in flight may finish before they are cancelled")(
@@ -86,7 +93,8 @@ std::optional<int> parse_command_line(int argc, const char* const* argv, const p
 {
     try {
         po::variables_map vm;
-        po::store(po::parse_command_line(argc, argv, description), vm);
+        // No positional arguments: `tame-samples 9090` is a mistake, not port 9090.
+        po::store(po::command_line_parser(argc, argv).options(description).positional({}).run(), vm);
         if (vm.count("help") != 0) {
             std::cout << description << '\n';
             return 0;

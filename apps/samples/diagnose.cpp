@@ -31,13 +31,13 @@ namespace {
 struct condition {
     std::string_view symptom;
     std::string_view name;
-    double likelihood;
+    int likelihood_percent;
 };
 constexpr std::array knowledge_base{
-    condition{"fever", "influenza", 0.42},     condition{"fever", "common cold", 0.31},
-    condition{"cough", "acute bronchitis", 0.38}, condition{"cough", "common cold", 0.27},
-    condition{"headache", "migraine", 0.44},   condition{"headache", "tension headache", 0.35},
-    condition{"rash", "contact dermatitis", 0.40},
+    condition{"fever", "influenza", 42},       condition{"fever", "common cold", 31},
+    condition{"cough", "acute bronchitis", 38}, condition{"cough", "common cold", 27},
+    condition{"headache", "migraine", 44},     condition{"headache", "tension headache", 35},
+    condition{"rash", "contact dermatitis", 40},
 };
 
 boost::json::array candidates(std::string_view symptoms)
@@ -45,7 +45,7 @@ boost::json::array candidates(std::string_view symptoms)
     boost::json::array out;
     for (const auto& c : knowledge_base) {
         if (symptoms.find(c.symptom) != std::string_view::npos) {
-            out.push_back({{"condition", c.name}, {"symptom", c.symptom}, {"likelihood", c.likelihood}});
+            out.push_back({{"condition", c.name}, {"symptom", c.symptom}, {"likelihood_percent", c.likelihood_percent}});
         }
     }
     return out;
@@ -156,6 +156,16 @@ asio::awaitable<http::response> diagnose_service::diagnose(http::request_context
                                        "the diagnosis service could not be reached: " + e.code().message());
     }
 
+    if (answer.result() == http::status::service_unavailable) {
+        // An overloaded upstream (the embedded one shares this server's
+        // in-flight cap) is worth a retry: say so, rather than 502.
+        failed_.fetch_add(1, std::memory_order_relaxed);
+        auto busy = http::error_response(http::status::service_unavailable,
+                                         "the diagnosis service is overloaded; please try again later");
+        const auto retry_after = answer[http::field::retry_after];
+        busy.set(http::field::retry_after, retry_after.empty() ? "1" : std::string{retry_after});
+        co_return busy;
+    }
     if (answer.result() != http::status::ok) {
         failed_.fetch_add(1, std::memory_order_relaxed);
         co_return http::error_response(http::status::bad_gateway,

@@ -42,7 +42,8 @@ public:
     void add_metrics(http::metrics_registry& metrics) override;
     /// With no --upstream, the upstream is this server's /upstream/diagnoses.
     void on_started(const boost::asio::ip::tcp::endpoint& endpoint) override;
-    void stop() override {}
+    /// Nothing runs outside requests: done at once.
+    void async_stop(std::function<void()> done) override { done(); }
 
     /// The URL called, once started.
     std::string upstream() const;

@@ -16,6 +16,7 @@
 #include <boost/program_options/value_semantic.hpp>
 #include <boost/system/system_error.hpp>
 
+#include <algorithm>
 #include <iostream>
 #include <limits>
 #include <stdexcept>
@@ -139,10 +140,9 @@ void report_api_service::add_metrics(http::metrics_registry& metrics)
     metrics.add_task_pool("reports", pool_);
 }
 
-void report_api_service::stop()
+void report_api_service::async_stop(std::function<void()> done)
 {
-    pool_.close();
-    pool_.cancel_all();
+    pool_.async_shutdown(std::chrono::seconds{0}, [done = std::move(done)](std::size_t) { done(); });
 }
 
 std::vector<std::int64_t> report_api_service::report_ids(const http::request& req) const
@@ -181,6 +181,19 @@ std::vector<std::int64_t> report_api_service::report_ids(const http::request& re
 asio::awaitable<http::response> report_api_service::generate(http::request_context& ctx)
 {
     const auto ids = report_ids(ctx.request());
+    if (options_.nonblocking) {
+        // A nonblocking service takes a request whole or not at all: more ids
+        // than the pool has slots could never be taken, and a pool without
+        // room for all of them now is full for this request.
+        if (ids.size() > pool_.capacity()) {
+            throw http::http_error{http::status::bad_request,
+                                   "too many reportIds for a nonblocking service: " + std::to_string(ids.size()) +
+                                       " (the pool runs at most " + std::to_string(pool_.capacity()) + ")"};
+        }
+        if (ids.size() > pool_.capacity() - std::min(pool_.running(), pool_.capacity())) {
+            co_return overloaded(options_.retry_after);
+        }
+    }
     const auto started = clock::now();
     auto batch = std::make_shared<report_batch>(ctx.get_executor(), ids.size());
     // The reports of this request: cancelled with it (its client went away, the

@@ -46,8 +46,9 @@ public:
 
     void add_routes(http::router& routes) override;
     void add_metrics(http::metrics_registry& metrics) override;
-    /// Closes the pool and cancels the reports still running.
-    void stop() override;
+    /// Closes the pool and cancels the reports still running; done once they
+    /// have ended.
+    void async_stop(std::function<void()> done) override;
 
     /// The pool, for tests and metrics.
     const tame::task_pool& pool() const noexcept { return pool_; }

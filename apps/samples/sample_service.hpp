@@ -5,6 +5,8 @@
 
 #include <boost/asio/ip/tcp.hpp>
 
+#include <functional>
+
 namespace samples {
 
 namespace http = tame::http;
@@ -26,9 +28,11 @@ public:
     /// calls its embedded upstream there).
     virtual void on_started(const boost::asio::ip::tcp::endpoint& endpoint) { (void)endpoint; }
 
-    /// Called once the server has stopped taking and answering requests: ends
-    /// the work the service runs on its own (jobs, pool tasks). Thread-safe.
-    virtual void stop() = 0;
+    /// Called once the server has stopped taking and answering requests: asks
+    /// the work the service runs on its own (jobs, pool tasks) to end, and calls
+    /// `done` once it has, on whichever thread ended it (perhaps inside this
+    /// call). The service may be destroyed after that. Thread-safe.
+    virtual void async_stop(std::function<void()> done) = 0;
 };
 
 } // namespace samples

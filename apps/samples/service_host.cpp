@@ -2,7 +2,9 @@
 
 #include <tame/http/signals.hpp>
 
+#include <atomic>
 #include <iostream>
+#include <memory>
 #include <thread>
 
 namespace samples {
@@ -36,17 +38,27 @@ void service_host::start()
 void service_host::async_shutdown(std::chrono::steady_clock::duration drain, std::function<void(std::size_t)> done)
 {
     server_.async_shutdown(drain, [this, done = std::move(done)](std::size_t cancelled) {
-        stop_services();
-        if (done) {
-            done(cancelled);
-        }
+        async_stop_services([done, cancelled] {
+            if (done) {
+                done(cancelled);
+            }
+        });
     });
 }
 
-void service_host::stop_services()
+void service_host::async_stop_services(std::function<void()> done)
 {
+    if (services_.empty()) {
+        done();
+        return;
+    }
+    auto left = std::make_shared<std::atomic<std::size_t>>(services_.size());
     for (auto* service : services_) {
-        service->stop();
+        service->async_stop([left, done] {
+            if (left->fetch_sub(1) == 1) {
+                done();
+            }
+        });
     }
 }
 
@@ -67,20 +79,28 @@ int run_services(boost::asio::io_context& io, const app_options& app, std::initi
     // The services stop after the server: requests still in flight may use them
     // until the drain ends.
     http::shutdown_on_signals signals{io, host.server(), app.drain, [&host, name](std::size_t cancelled) {
-                                          host.stop_services();
-                                          std::cerr << name << ": stopped (" << cancelled
-                                                    << " request(s) cancelled at the end of the drain)"
-                                                    << std::endl;
+                                          host.async_stop_services([name, cancelled] {
+                                              std::cerr << name << ": stopped (" << cancelled
+                                                        << " request(s) cancelled at the end of the drain)"
+                                                        << std::endl;
+                                          });
                                       }};
     std::vector<std::thread> threads;
-    for (unsigned i = 1; i < app.thread_count(); ++i) {
-        threads.emplace_back([&io] { io.run(); });
+    int exit_code = 0;
+    try {
+        for (unsigned i = 1; i < app.thread_count(); ++i) {
+            threads.emplace_back([&io] { io.run(); });
+        }
+    } catch (const std::system_error& e) {
+        std::cerr << name << ": cannot start " << app.thread_count() << " threads: " << e.what() << std::endl;
+        io.stop();
+        exit_code = 1;
     }
     io.run();
     for (auto& t : threads) {
         t.join();
     }
-    return 0;
+    return exit_code;
 }
 
 } // namespace samples

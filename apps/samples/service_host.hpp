@@ -16,7 +16,7 @@ namespace samples {
 http::router routes_of(std::initializer_list<sample_service*> services);
 
 /// Puts `services` on one tame::http server: their routes, their metrics, and
-/// their stop() once the server has stopped. The tests host services with it
+/// their async_stop() once the server has stopped. The tests host services with it
 /// too, so what they test is what the apps run.
 class service_host {
 public:
@@ -27,12 +27,13 @@ public:
     /// tells each service where.
     void start();
 
-    /// The server's shutdown, then each service's stop(); completes with the
-    /// number of handlers the drain's end cancelled.
+    /// The server's shutdown, then each service's async_stop(); `done` gets the
+    /// number of handlers the drain's end cancelled, once everything has ended.
     void async_shutdown(std::chrono::steady_clock::duration drain, std::function<void(std::size_t)> done);
 
-    /// Stops each service (the server stopped already).
-    void stop_services();
+    /// Stops every service (once the server has stopped) and calls `done` when
+    /// all of them have.
+    void async_stop_services(std::function<void()> done);
 
     http::server& server() noexcept { return server_; }
     const http::server& server() const noexcept { return server_; }

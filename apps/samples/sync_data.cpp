@@ -64,7 +64,8 @@ sync_data_service::sync_data_service(const asio::any_io_executor& ex, sync_data_
     : executor_{ex},
       options_{options},
       task_slots_{ex, options.max_running_tasks},
-      jobs_{options.max_jobs, options.job_ttl, jobs_cancel_}
+      jobs_{options.max_jobs, options.job_ttl, jobs_cancel_},
+      jobs_running_{ex}
 {
     if (options_.tasks > options_.max_tasks || options_.concurrency > options_.max_concurrency ||
         options_.task_time > options_.max_task_time) {
@@ -75,7 +76,8 @@ sync_data_service::sync_data_service(const asio::any_io_executor& ex, sync_data_
 
 sync_data_service::~sync_data_service()
 {
-    stop();
+    jobs_cancel_.emit();
+    task_slots_.close();
 }
 
 void sync_data_service::add_routes(http::router& routes)
@@ -96,12 +98,13 @@ void sync_data_service::add_metrics(http::metrics_registry& metrics)
                 [this] { return static_cast<double>(jobs_.size()); });
 }
 
-void sync_data_service::stop()
+void sync_data_service::async_stop(std::function<void()> done)
 {
     // Running jobs end with their tasks cancelled; a batch asked for later is
     // refused (its tasks' acquires fail with tame::errc::closed).
     jobs_cancel_.emit();
     task_slots_.close();
+    jobs_running_.async_wait([done = std::move(done)](tame::error_code) { done(); });
 }
 
 std::size_t sync_data_service::running_tasks() const noexcept
@@ -164,13 +167,15 @@ http::response sync_data_service::start_job(const sync_batch_spec& spec)
         return res;
     }
     // The job runs on a strand of its own, so that its cancel_source (a child of
-    // the service's) can cancel it from any thread. The service owns it: stop()
+    // the service's) can cancel it from any thread. The service owns it: async_stop()
     // cancels it, and the io_context runs until it has ended.
     auto strand = asio::make_strand(executor_);
+    jobs_running_.add();
     asio::co_spawn(strand, run_sync_batch(executor_, spec, job->progress, task_slots_),
                    job->cancel.bind(asio::bind_executor(strand, [this, job](std::exception_ptr failure) {
                        tasks_done_.fetch_add(job->progress->done.load(), std::memory_order_relaxed);
                        jobs_.finish(*job, failure);
+                       jobs_running_.done(); // last: async_stop() may let the service go
                    })));
     auto res = http::json_response(http::status::accepted, {
                                                                {"id", job->id},
@@ -197,6 +202,9 @@ asio::awaitable<http::response> sync_data_service::cancel_job(http::request_cont
     auto job = jobs_.find(ctx.path_param("id"));
     if (!job) {
         throw http::http_error{http::status::not_found, "no sync job " + ctx.path_param("id") + " (or it expired)"};
+    }
+    if (job->current() != sync_job::state::running) {
+        throw http::http_error{http::status::conflict, "sync job " + job->id + " has ended already"};
     }
     // Cancelling is asynchronous: the job reports `cancelled` once its tasks
     // have ended, which GET /jobs/{id} shows.

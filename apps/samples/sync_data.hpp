@@ -5,6 +5,7 @@
 
 #include <tame/cancel_source.hpp>
 #include <tame/semaphore.hpp>
+#include <tame/wait_group.hpp>
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/program_options/options_description.hpp>
@@ -42,15 +43,19 @@ void add_sync_data_options(boost::program_options::options_description& descript
 ///   disconnects cancels the tasks not yet done, and a shutdown's drain end
 ///   answers 503 with how far it got.
 /// - `?async=1` answers 202 at once; the batch then belongs to the service,
-///   which stop() cancels.
+///   which async_stop() cancels.
 class sync_data_service : public sample_service {
 public:
     sync_data_service(const boost::asio::any_io_executor& ex, sync_data_options options);
+    /// Cancels what still runs without waiting: destroy the service after
+    /// async_stop() has completed, or once its io_context no longer runs.
     ~sync_data_service() override;
 
     void add_routes(http::router& routes) override;
     void add_metrics(http::metrics_registry& metrics) override;
-    void stop() override;
+    /// Cancels the async jobs and refuses new sync tasks; done once the jobs
+    /// have ended.
+    void async_stop(std::function<void()> done) override;
 
     /// The async jobs, for tests.
     const sync_job_registry& jobs() const noexcept { return jobs_; }
@@ -67,9 +72,11 @@ private:
     boost::asio::any_io_executor executor_;
     sync_data_options options_;
     tame::async_semaphore task_slots_;
-    /// Parent of every job's cancel_source: stop() cancels them all.
+    /// Parent of every job's cancel_source: async_stop() cancels them all.
     tame::cancel_source jobs_cancel_;
     sync_job_registry jobs_;
+    /// Async jobs not yet ended, for async_stop().
+    tame::wait_group jobs_running_;
     std::atomic<std::uint64_t> tasks_done_{0};
 };
 

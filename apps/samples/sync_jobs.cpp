@@ -90,7 +90,7 @@ void sync_job_registry::finish(sync_job& job, std::exception_ptr failure)
         try {
             std::rethrow_exception(failure);
         } catch (const boost::system::system_error& e) {
-            // A job stopped by its DELETE, or by the service's stop() (whose
+            // A job stopped by its DELETE, or by the service's async_stop() (whose
             // semaphore close() may reach a waiting task first).
             const bool cancelled = e.code() == boost::asio::error::operation_aborted || e.code() == tame::errc::closed;
             end = cancelled ? sync_job::state::cancelled : sync_job::state::failed;

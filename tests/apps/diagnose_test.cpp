@@ -163,6 +163,27 @@ TEST_CASE("diagnose answers 502 when the upstream is down")
     CHECK(a->error().find("could not be reached") != std::string::npos);
 }
 
+TEST_CASE("an overloaded upstream makes diagnose answer 503 with Retry-After")
+{
+    // The embedded upstream shares the server's in-flight cap: with 3 places,
+    // one /diagnose and its upstream call take two, and a second /diagnose
+    // leaves no room for its own upstream call.
+    auto server_options = tame_test::test_options();
+    server_options.max_in_flight = 3;
+    diagnose_host host{embedded(500ms, 3000ms), 2, server_options};
+    std::optional<answer> first;
+    std::jthread client{[&] { first = call(host.port(), "GET", "/diagnose?symptoms=fever"); }};
+    REQUIRE(eventually([&] { return host.server().metrics().in_flight() == 2; }));
+    auto second = call(host.port(), "GET", "/diagnose?symptoms=cough");
+    REQUIRE(second);
+    CHECK(second->status() == 503);
+    CHECK(second->error().find("overloaded") != std::string::npos);
+    CHECK(!second->response[http::field::retry_after].empty());
+    client.join();
+    REQUIRE(first);
+    CHECK(first->status() == 200);
+}
+
 TEST_CASE("diagnose answers 502 when the upstream answers an error")
 {
     fake_upstream upstream{0ms, http::status::internal_server_error, R"({"error":"boom"})"};

@@ -35,8 +35,9 @@ template <class Service>
 class hosted_service {
 public:
     template <class Options>
-    explicit hosted_service(Options options, int threads = 2)
-        : service_{make(io_, std::move(options))}, host_{io_, {&service_}, tame_test::test_options()}
+    explicit hosted_service(Options options, int threads = 2,
+                            http::server_options server_options = tame_test::test_options())
+        : service_{make(io_, std::move(options))}, host_{io_, {&service_}, std::move(server_options)}
     {
         host_.start();
         for (int i = 0; i < threads; ++i) {
@@ -55,8 +56,9 @@ public:
     hosted_service(const hosted_service&) = delete;
     hosted_service& operator=(const hosted_service&) = delete;
 
-    /// The server's graceful shutdown, then the service's stop(): the number of
-    /// handlers cancelled at the drain's end, or nothing if it took over 20 s.
+    /// The server's graceful shutdown, then the service's async_stop(): the
+    /// number of handlers cancelled at the drain's end, once the service's own
+    /// work has ended too; nothing if that took over 20 s.
     std::optional<std::size_t> shutdown(std::chrono::steady_clock::duration drain)
     {
         if (stopped_) {

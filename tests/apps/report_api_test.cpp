@@ -148,7 +148,7 @@ TEST_CASE("a nonblocking service refuses with 503 and Retry-After when the pool 
     CHECK(first->object().at("generated").as_int64() == 2);
 }
 
-TEST_CASE("a request refused halfway cancels the reports it had started")
+TEST_CASE("a nonblocking service refuses at once a request the free slots cannot hold")
 {
     auto options = quick(2, 500ms);
     options.nonblocking = true;
@@ -157,16 +157,33 @@ TEST_CASE("a request refused halfway cancels the reports it had started")
     std::jthread client{[&] { first = generate(host.port(), R"({"reportIds":[1]})"); }};
     REQUIRE(eventually([&] { return host.service().pool().running() == 1; }));
 
-    // Its first report takes the last slot, its second is refused: the first
-    // is cancelled, and has ended its work before the 503 (the pool counts it
-    // out a moment later).
+    // One slot free, two reports asked: refused whole, none of them started.
+    // (Should another request take the slot between the look and the
+    // submissions, the reports already started are cancelled before the 503.)
     auto refused = generate(host.port(), R"({"reportIds":[2,3]})");
     REQUIRE(refused);
     CHECK(refused->status() == 503);
-    CHECK(eventually([&] { return host.service().pool().running() == 1; }, 200ms));
+    CHECK(host.service().pool().running() == 1);
+    CHECK(host.service().pool().stats().submitted == 1);
     client.join();
     REQUIRE(first);
     CHECK(first->status() == 200);
+}
+
+TEST_CASE("a nonblocking service answers 400 to more ids than its pool has slots")
+{
+    auto options = quick(2, 20ms);
+    options.nonblocking = true;
+    report_host host{options};
+    for (int i = 0; i < 2; ++i) {
+        auto a = generate(host.port(), R"({"reportIds":[1,2,3]})");
+        REQUIRE(a);
+        CHECK(a->status() == 400);
+        CHECK(a->error().find("the pool runs at most 2") != std::string::npos);
+    }
+    auto fits = generate(host.port(), R"({"reportIds":[1,2]})");
+    REQUIRE(fits);
+    CHECK(fits->status() == 200);
 }
 
 TEST_CASE("a client that goes away cancels its reports")

@@ -172,6 +172,11 @@ TEST_CASE("help exits with 0 and bad flags exit with 2")
     samples::app_options app;
     auto flags = samples::describe_app_options("test", app);
     CHECK(parse({"app", "--help"}, flags) == 0);
+    CHECK(parse({"app", "--threads", "-1"}, flags) == 2);
+    CHECK(parse({"app", "--threads", "5000"}, flags) == 2);
+    CHECK(parse({"app", "--port", "-1"}, flags) == 2);
+    CHECK(parse({"app", "9090"}, flags) == 2); // a positional argument is a mistake
+    CHECK(app.port == 8080);
 }
 
 TEST_CASE("a default batch outside the query limits is refused at start")

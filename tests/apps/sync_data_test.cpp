@@ -276,12 +276,28 @@ TEST_CASE("a shutdown whose drain ends mid-batch answers 503 with the progress")
     CHECK(host.service().running_tasks() == 0);
 }
 
-TEST_CASE("stopping the service cancels its async jobs")
+TEST_CASE("a shutdown cancels the async jobs and completes once they have ended")
 {
-    sync_host host{quick(1000, 2, 50ms)};
-    auto started = call(host.port(), "POST", "/sync-data?async=1");
-    REQUIRE(started);
+    sync_host host{quick(1000, 2, 50ms), 2};
+    for (int i = 0; i < 4; ++i) {
+        auto started = call(host.port(), "POST", "/sync-data?async=1");
+        REQUIRE(started);
+        CHECK(started->status() == 202);
+    }
     REQUIRE(host.shutdown(0ms));
-    REQUIRE(eventually([&] { return host.service().jobs().running() == 0; }));
+    // No waiting here: the service may be destroyed as soon as the shutdown
+    // completes, so nothing of it may still run.
+    CHECK(host.service().jobs().running() == 0);
     CHECK(host.service().running_tasks() == 0);
+}
+
+TEST_CASE("deleting a job that has ended is a 409")
+{
+    sync_host host{quick(1, 1, 0ms)};
+    const auto id = job_id(*call(host.port(), "POST", "/sync-data?async=1"));
+    REQUIRE(eventually([&] { return job_state(host.port(), id) == "done"; }));
+    auto a = call(host.port(), "DELETE", "/jobs/" + id);
+    REQUIRE(a);
+    CHECK(a->status() == 409);
+    CHECK(job_state(host.port(), id) == "done");
 }

@@ -754,6 +754,16 @@ TEST_CASE("start() reports a port that is already taken", "[http][server]")
     CHECK_THROWS_AS(second.start(), boost::system::system_error);
 }
 
+TEST_CASE("start() names an address that is not an IP address", "[http][server]")
+{
+    asio::io_context io;
+    auto options = test_options();
+    options.address = "localhost.invalid";
+    http::server server{io, http::router{}, options};
+
+    CHECK_THROWS_WITH(server.start(), Catch::Contains("'localhost.invalid' is not an IP address"));
+}
+
 TEST_CASE("a response written after the drain period still has its write timeout", "[http][server]")
 {
     auto options = test_options();

@@ -96,7 +96,12 @@ void server_state::start()
     if (stage() != server_stage::created) {
         throw std::logic_error{"tame::http::server: start() called twice or after a stop"};
     }
-    const auto address = asio::ip::make_address(options.address);
+    boost::system::error_code bad_address;
+    const auto address = asio::ip::make_address(options.address, bad_address);
+    if (bad_address) {
+        throw boost::system::system_error{bad_address, "tame::http::server: '" + options.address +
+                                                           "' is not an IP address"};
+    }
     const asio::ip::tcp::endpoint endpoint{address, options.port};
     try {
         acceptor.open(endpoint.protocol());
