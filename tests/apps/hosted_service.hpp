@@ -129,6 +129,20 @@ inline std::optional<answer> call(std::uint16_t port, std::string_view method, s
     return out;
 }
 
+/// The same request from `clients` threads at once; their answers.
+inline std::vector<std::optional<answer>> call_concurrently(std::size_t clients, std::uint16_t port,
+                                                            std::string_view method, std::string_view target,
+                                                            std::string_view body = {})
+{
+    std::vector<std::optional<answer>> answers(clients);
+    std::vector<std::jthread> threads;
+    for (auto& a : answers) {
+        threads.emplace_back([&a, port, method, target, body] { a = call(port, method, target, body); });
+    }
+    threads.clear(); // joins
+    return answers;
+}
+
 /// Polls `done` every 5 ms for up to `limit`; whether it came true.
 inline bool eventually(const std::function<bool()>& done, std::chrono::milliseconds limit = 5000ms)
 {

@@ -111,14 +111,8 @@ TEST_CASE("the pool runs at most its capacity of reports over all requests")
 {
     // 5 requests of 4 reports of 20 ms on a pool of 4: at least 5 rounds.
     report_host host{quick(4, 20ms), 2};
-    std::vector<std::optional<answer>> answers(5);
     const auto started = std::chrono::steady_clock::now();
-    {
-        std::vector<std::jthread> clients;
-        for (auto& a : answers) {
-            clients.emplace_back([&a, port = host.port()] { a = generate(port, R"({"reportIds":[1,2,3,4]})"); });
-        }
-    }
+    const auto answers = call_concurrently(5, host.port(), "POST", "/reports/generate", R"({"reportIds":[1,2,3,4]})");
     CHECK(std::chrono::steady_clock::now() - started >= 100ms);
     for (const auto& a : answers) {
         REQUIRE(a);

@@ -68,6 +68,24 @@ struct all_services {
     std::vector<std::thread> threads_;
 };
 
+/// tame-samples' flags, bound to options of its own.
+struct all_flags {
+    samples::app_options app;
+    samples::sync_data_options sync;
+    samples::report_api_options reports;
+    samples::diagnose_options diagnose;
+    boost::program_options::options_description flags = make();
+
+    boost::program_options::options_description make()
+    {
+        auto description = samples::describe_app_options("test", app);
+        samples::add_sync_data_options(description, sync);
+        samples::add_report_api_options(description, reports);
+        samples::add_diagnose_options(description, diagnose);
+        return description;
+    }
+};
+
 /// parse_command_line() on `args` (the program name first).
 std::optional<int> parse(std::vector<const char*> args, const boost::program_options::options_description& flags)
 {
@@ -126,28 +144,21 @@ TEST_CASE("the common flags parse into the app's options")
 
 TEST_CASE("each service's flags parse into its options")
 {
-    samples::app_options app;
-    samples::sync_data_options sync;
-    samples::report_api_options reports;
-    samples::diagnose_options diagnose;
-    auto flags = samples::describe_app_options("test", app);
-    samples::add_sync_data_options(flags, sync);
-    samples::add_report_api_options(flags, reports);
-    samples::add_diagnose_options(flags, diagnose);
+    all_flags all;
     REQUIRE_FALSE(parse({"app", "--tasks", "50", "--concurrency", "5", "--task-ms", "7", "--job-ttl-s", "30",
                          "--pool-size", "8", "--report-ms", "9", "--nonblocking", "--fail-ids", "3", "4",
                          "--upstream", "http://10.0.0.1:9000/dx", "--deadline-ms", "500"},
-                        flags));
-    CHECK(sync.tasks == 50);
-    CHECK(sync.concurrency == 5);
-    CHECK(sync.task_time == 7ms);
-    CHECK(sync.job_ttl == std::chrono::seconds{30});
-    CHECK(reports.pool_capacity == 8);
-    CHECK(reports.report_time == 9ms);
-    CHECK(reports.nonblocking);
-    CHECK(reports.failing_ids == std::set<std::int64_t>{3, 4});
-    CHECK(diagnose.upstream == "http://10.0.0.1:9000/dx");
-    CHECK(diagnose.deadline == 500ms);
+                        all.flags));
+    CHECK(all.sync.tasks == 50);
+    CHECK(all.sync.concurrency == 5);
+    CHECK(all.sync.task_time == 7ms);
+    CHECK(all.sync.job_ttl == std::chrono::seconds{30});
+    CHECK(all.reports.pool_capacity == 8);
+    CHECK(all.reports.report_time == 9ms);
+    CHECK(all.reports.nonblocking);
+    CHECK(all.reports.failing_ids == std::set<std::int64_t>{3, 4});
+    CHECK(all.diagnose.upstream == "http://10.0.0.1:9000/dx");
+    CHECK(all.diagnose.deadline == 500ms);
 }
 
 TEST_CASE("help exits with 0 and bad flags exit with 2")
@@ -155,28 +166,17 @@ TEST_CASE("help exits with 0 and bad flags exit with 2")
     const std::vector<std::vector<const char*>> bad{
         {"app", "--bogus"},          {"app", "--port", "70000"},      {"app", "--tasks", "0"},
         {"app", "--task-ms", "-1"},  {"app", "--pool-size", "0"},     {"app", "--upstream", "ftp://x/dx"},
-        {"app", "--drain-ms", "-5"}, {"app", "--threads", "many"},
+        {"app", "--drain-ms", "-5"}, {"app", "--threads", "many"},    {"app", "--threads", "-1"},
+        {"app", "--threads", "5000"}, {"app", "--port", "-1"},        {"app", "9090"},
     };
     for (const auto& args : bad) {
         INFO(args[1]);
-        samples::app_options app;
-        samples::sync_data_options sync;
-        samples::report_api_options reports;
-        samples::diagnose_options diagnose;
-        auto flags = samples::describe_app_options("test", app);
-        samples::add_sync_data_options(flags, sync);
-        samples::add_report_api_options(flags, reports);
-        samples::add_diagnose_options(flags, diagnose);
-        CHECK(parse(args, flags) == 2);
+        all_flags all;
+        CHECK(parse(args, all.flags) == 2);
+        CHECK(all.app.port == 8080);
     }
-    samples::app_options app;
-    auto flags = samples::describe_app_options("test", app);
-    CHECK(parse({"app", "--help"}, flags) == 0);
-    CHECK(parse({"app", "--threads", "-1"}, flags) == 2);
-    CHECK(parse({"app", "--threads", "5000"}, flags) == 2);
-    CHECK(parse({"app", "--port", "-1"}, flags) == 2);
-    CHECK(parse({"app", "9090"}, flags) == 2); // a positional argument is a mistake
-    CHECK(app.port == 8080);
+    all_flags all;
+    CHECK(parse({"app", "--help"}, all.flags) == 0);
 }
 
 TEST_CASE("a default batch outside the query limits is refused at start")

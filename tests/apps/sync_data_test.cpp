@@ -81,14 +81,7 @@ TEST_CASE("a sync batch takes about tasks times task_ms over concurrency")
 TEST_CASE("many batches at once never run more tasks than each one's limit")
 {
     sync_host host{quick(30, 3, 2ms), 3};
-    std::vector<std::optional<answer>> answers(8);
-    {
-        std::vector<std::jthread> clients;
-        for (auto& a : answers) {
-            clients.emplace_back([&a, port = host.port()] { a = call(port, "POST", "/sync-data"); });
-        }
-    }
-    for (const auto& a : answers) {
+    for (const auto& a : call_concurrently(8, host.port(), "POST", "/sync-data")) {
         REQUIRE(a);
         CHECK(a->status() == 200);
         CHECK(a->object().at("peak_concurrency").as_int64() <= 3);
@@ -102,14 +95,7 @@ TEST_CASE("the service-wide cap holds back tasks of batches that run together")
     auto options = quick(12, 4, 10ms);
     options.max_running_tasks = 4;
     sync_host host{options, 2};
-    std::vector<std::optional<answer>> answers(3);
-    {
-        std::vector<std::jthread> clients;
-        for (auto& a : answers) {
-            clients.emplace_back([&a, port = host.port()] { a = call(port, "POST", "/sync-data"); });
-        }
-    }
-    for (const auto& a : answers) {
+    for (const auto& a : call_concurrently(3, host.port(), "POST", "/sync-data")) {
         REQUIRE(a);
         CHECK(a->status() == 200);
     }
