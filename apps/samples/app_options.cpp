@@ -25,6 +25,7 @@ tame::http::server_options app_options::server_options() const
     options.port = port;
     options.single_threaded = single_threaded();
     options.max_in_flight = max_in_flight;
+    options.max_connections = max_connections;
     if (quiet) {
         options.access_log = {};
     }
@@ -85,6 +86,8 @@ po::options_description describe_app_options(const std::string& title, app_optio
         "on SIGINT/SIGTERM, how long requests in flight may finish before they are cancelled")(
         "max-in-flight", count_flag(app.max_in_flight, "max-in-flight", 1, std::size_t{1} << 30),
         "requests handled at once; more are answered 503 with Retry-After")(
+        "max-connections", count_flag(app.max_connections, "max-connections", 1, std::size_t{1} << 30),
+        "connections open at once; more wait in the listen backlog")(
         "quiet", po::bool_switch(&app.quiet), "no access log");
     return description;
 }

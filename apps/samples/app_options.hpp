@@ -26,6 +26,8 @@ struct app_options {
     std::chrono::milliseconds drain{10000};
     /// Requests handled at once; more get 503 + Retry-After.
     std::size_t max_in_flight = tame::http::server_options{}.max_in_flight;
+    /// Connections open at once; more wait in the listen backlog.
+    std::size_t max_connections = tame::http::server_options{}.max_connections;
     /// No access log.
     bool quiet = false;
 

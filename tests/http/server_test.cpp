@@ -138,6 +138,30 @@ TEST_CASE("query parameters reach the handler percent-decoded", "[http][server]"
           boost::json::parse(R"({"symptoms":"fever, cough","flag":"","missing":"<none>"})"));
 }
 
+TEST_CASE("a query with a malformed percent escape is answered 400 and the connection serves on",
+          "[http][server]")
+{
+    http::router routes;
+    routes.get("/diagnose", [](http::request_context& ctx) -> asio::awaitable<http::response> {
+        const auto first = ctx.query("symptoms");
+        [[maybe_unused]] const auto second = ctx.query("flag"); // must fail the same way
+        co_return http::json_response(boost::json::object{{"symptoms", first.value_or("")}});
+    });
+    test_server server{std::move(routes)};
+    raw_client client{server.port()};
+
+    client.send(request_text("GET", "/diagnose?symptoms=fever&flag=%zz"));
+    auto bad = client.read_response();
+    client.send(request_text("GET", "/diagnose?symptoms=fever"));
+    auto good = client.read_response();
+
+    REQUIRE(bad);
+    CHECK(bad->result_int() == 400);
+    CHECK(bad->body().find("malformed request target") != std::string::npos);
+    REQUIRE(good);
+    CHECK(good->result_int() == 200);
+}
+
 TEST_CASE("an unknown path is answered 404 with a JSON error", "[http][server]")
 {
     test_server server{http::router{}.get("/hello", text("hi"))};

@@ -1,5 +1,7 @@
 #include <tame/http/request_context.hpp>
 
+#include <tame/http/json.hpp>
+
 #include "request_target.hpp"
 
 #include <stdexcept>
@@ -24,7 +26,15 @@ const boost::urls::url_view& request_context::target() const
     // neither copied nor moved.
     if (!target_) {
         auto parsed = detail::parse_request_target(request_.target());
-        target_ = parsed ? *parsed : boost::urls::url_view{};
+        if (!parsed) {
+            // Reached through the query only: the router has already refused a
+            // path with a malformed escape. Not an empty view instead, which the
+            // handler could not tell from "no parameters"; besides, Boost.URL
+            // 1.81 gives a copy of an empty url_view a pointer into the original
+            // (a crash the HTTP fuzzer found when that copy was made here).
+            throw http_error{status::bad_request, "malformed request target: " + parsed.error().message()};
+        }
+        target_.emplace(*parsed);
     }
     return *target_;
 }

@@ -41,9 +41,11 @@ enum class cancel_reason {
 /// connection's strand (get_executor()).
 class request_context {
 public:
-    /// A context for `req`, as the server makes it; tests may make their own. A
+    /// A context for `req`, as the server makes it; tests may make their own. The
+    /// target is parsed on the first call to path() or the query functions; a
     /// target in neither origin form (`/path?query`) nor absolute form
-    /// (`http://host/path?query`) gives an empty path and no query parameters.
+    /// (`http://host/path?query`), or with a malformed percent escape (`?a=%zz`),
+    /// makes them throw http_error(400), which the server answers as such.
     request_context(http::request req, std::vector<std::pair<std::string, std::string>> path_params,
                     asio::ip::tcp::endpoint peer, asio::any_io_executor executor,
                     std::string_view route = {});
