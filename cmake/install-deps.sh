@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the Debian 12 packages tame needs to build, test and benchmark.
+# Installs the Debian 12 packages tame needs to build, test and benchmark:
+# clang and its runtime for the fuzz preset, python3 for the attack scripts.
 # Does nothing (and needs no root) when every package is already there.
 set -euo pipefail
 
@@ -8,6 +9,8 @@ packages=(
     libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev
     libboost-program-options1.81-dev
     catch2 libbenchmark-dev
+    clang libclang-rt-14-dev
+    python3
 )
 
 missing=()

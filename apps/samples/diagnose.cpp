@@ -130,6 +130,13 @@ asio::awaitable<http::response> diagnose_service::diagnose(http::request_context
         throw http::http_error{http::status::bad_request,
                                "query parameter symptoms is required, as in /diagnose?symptoms=fever,cough"};
     }
+    // Re-encoded for the upstream, a symptom may grow threefold ('+' becomes
+    // %20): past this length the upstream's request line could outgrow its
+    // header limit, and a client's long query would turn into a 502.
+    if (symptoms->size() > max_symptoms_length) {
+        throw http::http_error{http::status::bad_request, "query parameter symptoms is longer than " +
+                                                              std::to_string(max_symptoms_length) + " characters"};
+    }
     boost::urls::url target{upstream()};
     target.params().set("symptoms", *symptoms);
 

@@ -26,6 +26,10 @@ struct diagnose_options {
 /// Adds tame-diagnose's flags, bound to `options`.
 void add_diagnose_options(boost::program_options::options_description& description, diagnose_options& options);
 
+/// The longest `symptoms` /diagnose takes (decoded); longer is a 400. Encoded
+/// for the upstream it stays within a default server's 8 KiB header limit.
+inline constexpr std::size_t max_symptoms_length = 2000;
+
 /// GET /diagnose?symptoms=…: calls a slow upstream over real HTTP under a
 /// deadline, as the source article's third service does with
 /// context.WithTimeout and select, except that at the deadline the call is

@@ -204,19 +204,14 @@ asio::awaitable<http::response> report_api_service::generate(http::request_conte
         auto task = [batch, i, id = ids[i], time = options_.report_time, fails = options_.failing_ids.count(ids[i]) != 0,
                      reports] { return generate_report(batch, i, id, time, fails, reports); };
         batch->pending.add(1);
-        // A free slot starts the report at once. Only when the pool is full does
-        // a blocking service wait for a slot (the backpressure of ants' Submit);
-        // a nonblocking one refuses the request. (The look at running() keeps a
-        // full pool from counting this try as a rejection, mostly; try_submit()
-        // copies the task and leaves ours for async_submit().)
-        tame::error_code refused = tame::errc::pool_overloaded;
-        if (options_.nonblocking || pool_.running() < pool_.capacity()) {
-            refused = pool_.try_submit(task);
-        }
-        if (refused == tame::errc::pool_overloaded && !options_.nonblocking) {
+        // A blocking service waits for a slot (the backpressure of ants'
+        // Submit); a nonblocking one refuses the request when the pool is full.
+        tame::error_code refused;
+        if (options_.nonblocking) {
+            refused = pool_.try_submit(std::move(task));
+        } else {
             try {
                 co_await pool_.async_submit(std::move(task), asio::use_awaitable);
-                refused = {};
             } catch (const boost::system::system_error& e) {
                 if (e.code() != tame::errc::closed) {
                     batch->pending.done();

@@ -148,6 +148,21 @@ TEST_CASE("symptoms reach the upstream encoded and decoded intact")
     CHECK(upstream.log->symptoms == "sore throat&fever=\xC3\xA9");
 }
 
+TEST_CASE("the longest symptoms reach the upstream, and longer ones are a 400, not a 502")
+{
+    diagnose_host host{embedded(0ms, 2000ms)};
+    // '+' is a space, which the upstream call encodes as %20: three times longer.
+    const std::string longest(samples::max_symptoms_length, '+');
+    auto fits = call(host.port(), "GET", "/diagnose?symptoms=" + longest);
+    auto too_long = call(host.port(), "GET", "/diagnose?symptoms=" + longest + "+");
+
+    REQUIRE(fits);
+    CHECK(fits->status() == 200);
+    REQUIRE(too_long);
+    CHECK(too_long->status() == 400);
+    CHECK(too_long->error().find("longer than") != std::string::npos);
+}
+
 TEST_CASE("diagnose answers 502 when the upstream is down")
 {
     std::uint16_t closed_port = 0;

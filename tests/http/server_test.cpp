@@ -413,6 +413,39 @@ TEST_CASE("a malformed request is answered 400, its connection closed, and the s
     CHECK(after->body() == "hi");
 }
 
+TEST_CASE("a Transfer-Encoding that does not end in chunked is answered 400 and the bytes after it are not served",
+          "[http][server]")
+{
+    test_server server{http::router{}.post("/hello", text("hi")).get("/hello", text("hi"))};
+
+    for (const auto* coding : {"gzip", "chunked, gzip", "identity"}) {
+        raw_client client{server.port()};
+        // Read as a bodiless request, the body would be served as a second one.
+        client.send(std::string{"POST /hello HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: "} + coding +
+                    "\r\n\r\nGET /hello HTTP/1.1\r\nHost: smuggled\r\n\r\n");
+        auto res = client.read_response();
+
+        REQUIRE(res);
+        CHECK(res->result() == http::status::bad_request);
+        CHECK(error_of(*res).starts_with("malformed request"));
+        CHECK(client.closed_by_server());
+    }
+}
+
+TEST_CASE("an HTTP/1.0 request with Transfer-Encoding is answered 400 and its connection closed", "[http][server]")
+{
+    test_server server{http::router{}.post("/hello", text("hi")).get("/hello", text("hi"))};
+    raw_client client{server.port()};
+
+    client.send("POST /hello HTTP/1.0\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n"
+                "2\r\n{}\r\n0\r\n\r\nGET /hello HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    auto res = client.read_response();
+
+    REQUIRE(res);
+    CHECK(res->result() == http::status::bad_request);
+    CHECK(client.closed_by_server());
+}
+
 TEST_CASE("a request line that is not HTTP is answered 400", "[http][server]")
 {
     test_server server{http::router{}.get("/hello", text("hi"))};

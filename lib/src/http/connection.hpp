@@ -81,6 +81,10 @@ private:
     struct answer;
 
     boost::system::error_code parse_buffered();
+    /// Why a request's framing must be refused although Beast accepted it, or
+    /// nullptr.
+    static const char* unsafe_framing(
+        const boost::beast::http::request_parser<boost::beast::http::string_body>& parser);
     asio::awaitable<bool> serve(http::request req);
     asio::awaitable<void> write_error(status code, std::string_view message);
     asio::awaitable<void> linger();
