@@ -280,8 +280,14 @@ private:
 
     void resize(std::size_t capacity)
     {
-        // Tasks running now may go on past a shrink; none may start above it.
-        pool_bound_ = std::max(capacity, pool_.running());
+        // Tasks running now go on past a shrink, and so do submissions already
+        // granted a slot whose task has not started yet (as a semaphore's held
+        // permits stay valid); no other task may start above the new capacity.
+        std::size_t submitting = 0;
+        for (const auto& op : submits_) {
+            submitting += op->completions == 0 ? 1 : 0;
+        }
+        pool_bound_ = std::max(capacity, pool_.running() + submitting);
         pool_.resize(capacity);
     }
 
@@ -329,10 +335,12 @@ private:
         if (running > pool_bound_) {
             broken("more tasks running than the pool's capacity", step_);
         }
-        pool_bound_ = std::max(pool_.capacity(), running);
         if (!quiescent) {
             return;
         }
+        // Every granted task has started now: what runs above the capacity is
+        // left over from before a shrink, and can only go down.
+        pool_bound_ = std::max(pool_.capacity(), running);
         std::size_t live = 0;
         for (const auto& t : tasks_) {
             live += t->started && !t->ended ? 1 : 0;
