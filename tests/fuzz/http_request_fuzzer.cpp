@@ -17,7 +17,6 @@
 #include "samples/service_host.hpp"
 #include "samples/sync_data.hpp"
 
-#include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/write.hpp>
@@ -120,7 +119,22 @@ class exchange {
 public:
     exchange(fuzz_server& server, const std::uint8_t* data, std::size_t size) : socket_{server.io}
     {
-        socket_.connect(server.endpoint);
+        // Asynchronous throughout: a blocking connect() fails with EINTR when
+        // libFuzzer's timeout alarm goes off during it.
+        socket_.async_connect(server.endpoint, [this, data, size](error_code ec) {
+            if (ec) {
+                std::fprintf(stderr, "http_request_fuzzer: connect: %s\n", ec.message().c_str());
+                finding("the server did not take a connection");
+            }
+            write(data, size);
+        });
+    }
+
+    bool closed() const noexcept { return closed_; }
+
+private:
+    void write(const std::uint8_t* data, std::size_t size)
+    {
         asio::async_write(socket_, asio::buffer(data, size), [this](error_code ec, std::size_t) {
             error_code ignored;
             socket_.shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
@@ -132,9 +146,6 @@ public:
         });
     }
 
-    bool closed() const noexcept { return closed_; }
-
-private:
     void read()
     {
         socket_.async_read_some(asio::buffer(scratch_), [this](error_code ec, std::size_t) {
