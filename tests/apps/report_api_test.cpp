@@ -4,6 +4,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -205,4 +206,47 @@ TEST_CASE("a shutdown lets report requests in flight finish, then closes the poo
     REQUIRE(a);
     CHECK(a->status() == 200);
     CHECK(host.service().pool().is_closed());
+}
+
+TEST_CASE("a storm of clients leaving at once cancels reports that never end, running or waiting for a slot")
+{
+    // 100 requests of one report that takes an hour, on a pool of 50: half of
+    // them run a report, half wait in async_submit for a slot.
+    constexpr int clients = 100;
+    report_host host{quick(50, 3600s)};
+    std::vector<std::unique_ptr<tame_test::raw_client>> leaving;
+    for (int i = 0; i < clients; ++i) {
+        leaving.push_back(std::make_unique<tame_test::raw_client>(host.port()));
+        const std::string body = R"({"reportIds":[)" + std::to_string(i + 1) + "]}";
+        leaving.back()->send(
+            tame_test::request_text("POST", "/reports/generate", "Content-Type: application/json\r\n", body));
+    }
+    REQUIRE(eventually([&] {
+        const auto s = host.service().pool().stats();
+        return s.running == 50 && s.waiting == 50;
+    }));
+
+    leaving.clear(); // every client closes its connection
+
+    CHECK(eventually([&] { return host.server().metrics().in_flight() == 0; }, 5000ms));
+    CHECK(eventually([&] { return host.service().pool().running() == 0; }, 5000ms));
+    const auto s = host.service().pool().stats();
+    CHECK(s.waiting == 0);
+    // Every report that started ended as cancelled by its request, not failed.
+    // (A waiting request whose client the server had not yet seen leave may
+    // still take a slot freed by another, and is cancelled in its turn.)
+    CHECK(s.submitted >= 50);
+    CHECK(s.completed == s.submitted);
+    CHECK(s.failed == 0);
+    CHECK(s.cancelled == 0);
+    CHECK(eventually([&] { return host.server().metrics().connections() == 0; }, 5000ms));
+    CHECK(!host.service().pool().is_closed());
+    // The service goes on: a new request gets a slot for its report at once.
+    tame_test::raw_client next{host.port()};
+    next.send(tame_test::request_text("POST", "/reports/generate", "Content-Type: application/json\r\n",
+                                      R"({"reportIds":[7]})"));
+    CHECK(eventually([&] { return host.service().pool().running() == 1; }));
+    auto health = call(host.port(), "GET", "/healthz");
+    REQUIRE(health);
+    CHECK(health->status() == 200);
 }

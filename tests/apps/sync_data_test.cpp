@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 
 #include <atomic>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -286,4 +287,37 @@ TEST_CASE("deleting a job that has ended is a 409")
     REQUIRE(a);
     CHECK(a->status() == 409);
     CHECK(job_state(host.port(), id) == "done");
+}
+
+TEST_CASE("a storm of clients leaving at once cancels their batches, running or waiting for the service-wide cap")
+{
+    // 100 batches of 2 tasks of a minute each, under a cap of 100 tasks: half
+    // of the tasks run, half wait for a permit of the service-wide semaphore.
+    constexpr int clients = 100;
+    auto options = quick(2, 2, 60000ms);
+    options.max_running_tasks = 100;
+    sync_host host{options};
+    std::vector<std::unique_ptr<tame_test::raw_client>> leaving;
+    for (int i = 0; i < clients; ++i) {
+        leaving.push_back(std::make_unique<tame_test::raw_client>(host.port()));
+        leaving.back()->send(tame_test::request_text("POST", "/sync-data"));
+    }
+    const auto metrics_show = [&](const std::string& series) {
+        return host.server().metrics().render().find(series) != std::string::npos;
+    };
+    REQUIRE(eventually([&] { return host.service().running_tasks() == 100; }));
+    REQUIRE(eventually([&] { return metrics_show("tame_semaphore_waiting{semaphore=\"sync_tasks\"} 100\n"); }));
+
+    leaving.clear(); // every client closes its connection
+
+    CHECK(eventually([&] { return host.server().metrics().in_flight() == 0; }, 5000ms));
+    CHECK(eventually([&] { return host.service().running_tasks() == 0; }, 5000ms));
+    CHECK(metrics_show("tame_semaphore_waiting{semaphore=\"sync_tasks\"} 0\n"));
+    CHECK(metrics_show("tame_sync_tasks_done_total 0\n"));
+    CHECK(eventually([&] { return host.server().metrics().connections() == 0; }, 5000ms));
+    // The service goes on, its cap whole again.
+    auto a = call(host.port(), "POST", "/sync-data?tasks=4&concurrency=2&task_ms=1");
+    REQUIRE(a);
+    CHECK(a->status() == 200);
+    CHECK(a->object().at("peak_concurrency").as_int64() == 2);
 }

@@ -16,7 +16,9 @@
 
 #include <atomic>
 #include <future>
+#include <memory>
 #include <mutex>
+#include <thread>
 
 namespace asio = boost::asio;
 namespace http = tame::http;
@@ -722,6 +724,37 @@ TEST_CASE("a shutdown cancels the handlers still running when the drain period e
     REQUIRE(res);
     CHECK(res->result() == http::status::service_unavailable);
     CHECK(error_of(*res) == "server is shutting down");
+}
+
+TEST_CASE("a server stopped at once during a shutdown frees its state with its io_context", "[http][server]")
+{
+    // What a second SIGTERM does (shutdown_on_signals): stop() and io.stop()
+    // while a graceful shutdown waits for a handler, then the server and the
+    // io_context are destroyed. The routes live as long as the server's state;
+    // a handler's capture tells whether anything still keeps it.
+    auto capture = std::make_shared<int>(0);
+    const std::weak_ptr<int> state_alive = capture;
+    {
+        asio::io_context io;
+        sleeping_handler sleeper{60s};
+        http::router routes;
+        routes.get("/slow", [capture, slow = sleeper.get()](http::request_context& ctx) { return slow(ctx); });
+        capture.reset();
+        http::server server{io, std::move(routes), test_options()};
+        server.start();
+        std::thread runner{[&io] { io.run(); }};
+        raw_client client{server.local_endpoint().port()};
+        client.send(request_text("GET", "/slow"));
+        CHECK(wait_for([&] { return *sleeper.started == 1; }));
+
+        server.async_shutdown(60s, [](std::size_t) {});
+        CHECK(wait_for([&] { return server.is_stopping(); }));
+        server.stop();
+        io.stop();
+        runner.join();
+    }
+
+    CHECK(state_alive.expired());
 }
 
 TEST_CASE("/healthz answers ok", "[http][server]")

@@ -72,6 +72,30 @@ std::vector<std::string> route_labels(const router& routes)
     return labels;
 }
 
+/// Counts one coroutine of the server (the accept loop, a connection) in
+/// `active` for as long as its co_spawn completion handler, which holds this,
+/// exists: until the coroutine ends, or until the io_context is destroyed with
+/// the coroutine still suspended, which destroys the handler without running it.
+/// A done() called from the handler would never come after stop() + io.stop()
+/// (a second SIGTERM), and a shutdown's wait on `active`, whose handler holds the
+/// state, would then keep the state alive from inside the state's own
+/// wait_group: a reference cycle that outlived the io_context.
+class active_scope {
+public:
+    explicit active_scope(std::shared_ptr<server_state> state) : state_{std::move(state)} { state_->active.add(1); }
+    active_scope(active_scope&&) noexcept = default;
+    active_scope& operator=(active_scope&&) = delete;
+    ~active_scope()
+    {
+        if (state_) {
+            state_->active.done();
+        }
+    }
+
+private:
+    std::shared_ptr<server_state> state_;
+};
+
 } // namespace
 
 server_state::server_state(asio::io_context& context, router r, server_options o)
@@ -118,12 +142,11 @@ void server_state::start()
     stage_.store(server_stage::running, std::memory_order_release);
 
     auto self = shared_from_this();
-    active.add(1);
-    asio::co_spawn(control, accept_loop(), asio::bind_executor(control, [self](std::exception_ptr ep) {
+    asio::co_spawn(control, accept_loop(),
+                   asio::bind_executor(control, [counted = active_scope{self}](std::exception_ptr ep) {
                        if (ep) {
                            std::fputs("tame::http: the accept loop ended with an exception\n", stderr);
                        }
-                       self->active.done();
                    }));
     asio::co_spawn(control, sweep(), asio::bind_executor(control, [self](std::exception_ptr) {}));
 }
@@ -155,9 +178,8 @@ asio::awaitable<void> server_state::accept_loop()
         // Counted from here to the end of run(), not to the object's destruction,
         // which late references (a queued watch, a sweep) may delay.
         metrics.add_connection(1);
-        active.add(1);
         asio::co_spawn(executor, c->run(),
-                       asio::bind_cancellation_slot(c->cancellation_slot(), asio::bind_executor(executor, [c, self](std::exception_ptr ep) {
+                       asio::bind_cancellation_slot(c->cancellation_slot(), asio::bind_executor(executor, [c, self, counted = active_scope{self}](std::exception_ptr ep) {
                            if (ep) {
                                try {
                                    std::rethrow_exception(ep);
@@ -168,7 +190,6 @@ asio::awaitable<void> server_state::accept_loop()
                                }
                            }
                            self->metrics.add_connection(-1);
-                           self->active.done();
                        })));
     }
 }

@@ -58,7 +58,8 @@ public:
     asio::ip::tcp::acceptor acceptor;
     /// One permit per open connection: accept waits for one.
     async_semaphore connection_slots;
-    /// Counts the accept loop and every connection, for shutdown to wait on.
+    /// Counts the accept loop and every connection while their coroutines
+    /// exist (see active_scope in server.cpp), for shutdown to wait on.
     wait_group active;
     asio::steady_timer sweep_timer;
     const clock::duration sweep_interval;

@@ -7,6 +7,7 @@
 #include <tame/http/server.hpp>
 
 #include <boost/asio/connect.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/use_future.hpp>
@@ -38,8 +39,8 @@ inline http::server_options test_options()
     return options;
 }
 
-/// A started server, its io_context run by `threads` threads. The destructor
-/// shuts it down (without a drain period) and joins the threads.
+/// A started server, its io_context run by `threads` threads until the
+/// destructor, which shuts it down (without a drain period) and joins them.
 class test_server {
 public:
     explicit test_server(http::router routes, http::server_options options = test_options(), int threads = 1)
@@ -57,6 +58,7 @@ public:
         if (done.wait_for(std::chrono::seconds{20}) != std::future_status::ready) {
             io_.stop();
         }
+        keep_running_.reset();
         for (auto& t : threads_) {
             t.join();
         }
@@ -84,6 +86,9 @@ public:
 
 private:
     boost::asio::io_context io_;
+    // Without it, the threads' run() returns once a test's own shutdown has
+    // completed, and the destructor's shutdown would wait 20 s for nothing.
+    boost::asio::executor_work_guard<boost::asio::io_context::executor_type> keep_running_{io_.get_executor()};
     http::server server_;
     std::vector<std::thread> threads_;
 };

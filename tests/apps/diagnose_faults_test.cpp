@@ -1,0 +1,305 @@
+// GET /diagnose against upstreams that fail at the TCP and HTTP level: each
+// fault gives the documented answer well before the deadline (or at it), the
+// upstream sees its caller close the connection, and the service goes on.
+#include "hosted_service.hpp"
+
+#include "samples/diagnose.hpp"
+
+#include <tame/http/client.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/read_until.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+
+#include <array>
+#include <atomic>
+#include <functional>
+#include <list>
+#include <memory>
+#include <string>
+#include <thread>
+
+using namespace apps_test;
+using samples::diagnose_options;
+using samples::diagnose_service;
+using diagnose_host = hosted_service<diagnose_service>;
+using tcp = asio::ip::tcp;
+
+namespace {
+
+constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+
+/// A diagnosis service that misbehaves below HTTP: it accepts on 127.0.0.1,
+/// reads each request's head, then plays `script` on the socket. Afterwards it
+/// reads until the caller closes the connection, and counts that.
+class raw_upstream {
+public:
+    using script = std::function<asio::awaitable<void>(raw_upstream&, tcp::socket&)>;
+
+    explicit raw_upstream(script s) : script_{std::move(s)}
+    {
+        acceptor_.open(tcp::v4());
+        acceptor_.bind({asio::ip::make_address("127.0.0.1"), 0});
+        acceptor_.listen();
+        asio::co_spawn(io_, accept_loop(), asio::detached);
+        thread_ = std::jthread{[this] { io_.run(); }};
+    }
+
+    ~raw_upstream()
+    {
+        // Closing every socket ends every script; run() then returns.
+        asio::post(io_, [this] {
+            boost::system::error_code ignored;
+            acceptor_.close(ignored);
+            for (auto& s : sockets_) {
+                s->close(ignored);
+            }
+        });
+    }
+
+    raw_upstream(const raw_upstream&) = delete;
+    raw_upstream& operator=(const raw_upstream&) = delete;
+
+    std::string url() const
+    {
+        return "http://127.0.0.1:" + std::to_string(acceptor_.local_endpoint().port()) + "/dx";
+    }
+
+    /// Writes `bytes` again and again until the caller goes; counts what was sent.
+    asio::awaitable<void> stream(tcp::socket& socket, std::string bytes)
+    {
+        for (;;) {
+            auto [ec, n] = co_await asio::async_write(socket, asio::buffer(bytes), use_tuple);
+            sent += n;
+            if (ec) {
+                co_return;
+            }
+        }
+    }
+
+    /// Requests whose head arrived, connections the caller closed, bytes sent.
+    std::atomic<int> requests{0};
+    std::atomic<int> closed_by_caller{0};
+    std::atomic<std::size_t> sent{0};
+
+private:
+    asio::awaitable<void> accept_loop()
+    {
+        for (;;) {
+            auto [ec, socket] = co_await acceptor_.async_accept(use_tuple);
+            if (ec) {
+                co_return;
+            }
+            sockets_.push_back(std::make_shared<tcp::socket>(std::move(socket)));
+            asio::co_spawn(io_, serve(sockets_.back()), asio::detached);
+        }
+    }
+
+    asio::awaitable<void> serve(std::shared_ptr<tcp::socket> socket)
+    {
+        std::string head;
+        auto [ec, n] = co_await asio::async_read_until(*socket, asio::dynamic_buffer(head), "\r\n\r\n", use_tuple);
+        if (ec) {
+            co_return;
+        }
+        ++requests;
+        co_await script_(*this, *socket);
+        if (!socket->is_open()) {
+            co_return; // the script closed it
+        }
+        std::array<char, 4096> scratch;
+        for (;;) {
+            auto [read_ec, read] = co_await socket->async_read_some(asio::buffer(scratch), use_tuple);
+            if (read_ec) {
+                if (read_ec != asio::error::operation_aborted) {
+                    ++closed_by_caller;
+                }
+                co_return;
+            }
+        }
+    }
+
+    script script_;
+    asio::io_context io_;
+    tcp::acceptor acceptor_{io_};
+    std::list<std::shared_ptr<tcp::socket>> sockets_;
+    std::jthread thread_;
+};
+
+diagnose_options upstream_at(std::string url, std::chrono::milliseconds deadline = 2000ms)
+{
+    diagnose_options options;
+    options.upstream = std::move(url);
+    options.deadline = deadline;
+    return options;
+}
+
+/// One GET /diagnose, and how long its answer took.
+struct timed_answer {
+    std::optional<answer> a;
+    std::chrono::steady_clock::duration took;
+};
+
+timed_answer diagnose(const diagnose_host& host)
+{
+    const auto started = std::chrono::steady_clock::now();
+    auto a = call(host.port(), "GET", "/diagnose?symptoms=fever");
+    return {std::move(a), std::chrono::steady_clock::now() - started};
+}
+
+/// What every fault must leave: no handler running, the upstream's connection
+/// closed by its caller, and a service that answers the next call the same way.
+void check_nothing_left(diagnose_host& host, raw_upstream& upstream, unsigned status)
+{
+    CHECK(eventually([&] { return upstream.closed_by_caller == 1; }, 2000ms));
+    CHECK(eventually([&] { return host.server().metrics().in_flight() == 0; }, 2000ms));
+    auto again = call(host.port(), "GET", "/diagnose?symptoms=cough");
+    REQUIRE(again);
+    CHECK(again->status() == status);
+    CHECK(eventually([&] { return upstream.closed_by_caller == 2; }, 2000ms));
+    CHECK(upstream.requests == 2);
+}
+
+std::string failed_calls(diagnose_host& host)
+{
+    const auto text = host.server().metrics().render();
+    const std::string series = "tame_diagnose_upstream_calls_total{outcome=\"failed\"} ";
+    const auto at = text.find(series);
+    return at == std::string::npos ? "" : text.substr(at + series.size(), text.find('\n', at) - at - series.size());
+}
+
+} // namespace
+
+TEST_CASE("diagnose answers 502 at once when the upstream closes without answering")
+{
+    raw_upstream upstream{[](raw_upstream&, tcp::socket& socket) -> asio::awaitable<void> {
+        socket.close();
+        co_return;
+    }};
+    diagnose_host host{upstream_at(upstream.url())};
+
+    auto [a, took] = diagnose(host);
+
+    REQUIRE(a);
+    CHECK(a->status() == 502);
+    CHECK(a->error().find("could not be reached") != std::string::npos);
+    CHECK(took < 1500ms);
+    CHECK(failed_calls(host) == "1");
+}
+
+TEST_CASE("diagnose answers 502 at once when the upstream resets the connection mid-response")
+{
+    raw_upstream upstream{[](raw_upstream&, tcp::socket& socket) -> asio::awaitable<void> {
+        const std::string part = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+                                 "{\"diagnoses\":[{\"cond";
+        co_await asio::async_write(socket, asio::buffer(part), asio::use_awaitable);
+        // Give the caller time to read the part, then reset (SO_LINGER 0: RST, not FIN).
+        asio::steady_timer pause{co_await asio::this_coro::executor, 50ms};
+        co_await pause.async_wait(asio::use_awaitable);
+        socket.set_option(asio::socket_base::linger{true, 0});
+        socket.close();
+    }};
+    diagnose_host host{upstream_at(upstream.url())};
+
+    auto [a, took] = diagnose(host);
+
+    REQUIRE(a);
+    CHECK(a->status() == 502);
+    CHECK(a->error().find("could not be reached") != std::string::npos);
+    CHECK(took < 1500ms);
+    CHECK(eventually([&] { return host.server().metrics().in_flight() == 0; }, 2000ms));
+    auto again = call(host.port(), "GET", "/diagnose?symptoms=cough");
+    REQUIRE(again);
+    CHECK(again->status() == 502);
+    CHECK(upstream.requests == 2);
+}
+
+TEST_CASE("diagnose answers 408 at the deadline when the upstream stalls, and closes its connection")
+{
+    raw_upstream upstream{[](raw_upstream&, tcp::socket&) -> asio::awaitable<void> { co_return; }};
+    diagnose_host host{upstream_at(upstream.url(), 300ms)};
+
+    auto [a, took] = diagnose(host);
+
+    REQUIRE(a);
+    CHECK(a->status() == 408);
+    CHECK(a->error().find("did not answer within 300 ms") != std::string::npos);
+    CHECK(took >= 300ms);
+    CHECK(took < 2000ms);
+    check_nothing_left(host, upstream, 408);
+}
+
+TEST_CASE("diagnose answers 502 at once when the upstream answers something other than HTTP")
+{
+    raw_upstream upstream{[](raw_upstream&, tcp::socket& socket) -> asio::awaitable<void> {
+        // Then stays silent: the answer must come from the parser, not a timeout.
+        const std::string garbage = "SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n\x01\x02\x03 not http at all\r\n\r\n";
+        co_await asio::async_write(socket, asio::buffer(garbage), asio::use_awaitable);
+    }};
+    diagnose_host host{upstream_at(upstream.url())};
+
+    auto [a, took] = diagnose(host);
+
+    REQUIRE(a);
+    CHECK(a->status() == 502);
+    CHECK(took < 1500ms);
+    check_nothing_left(host, upstream, 502);
+}
+
+TEST_CASE("diagnose answers 502 at once to an endless body and stops reading it at the body limit")
+{
+    std::string head;
+    std::string chunk;
+    SECTION("chunked")
+    {
+        head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
+        chunk = "10000\r\n" + std::string(0x10000, ' ') + "\r\n";
+    }
+    SECTION("with a huge Content-Length")
+    {
+        head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000000000000\r\n\r\n";
+        chunk = std::string(0x10000, ' ');
+    }
+    raw_upstream upstream{[&](raw_upstream& self, tcp::socket& socket) -> asio::awaitable<void> {
+        co_await asio::async_write(socket, asio::buffer(head), asio::use_awaitable);
+        co_await self.stream(socket, chunk);
+    }};
+    diagnose_host host{upstream_at(upstream.url())};
+
+    auto [a, took] = diagnose(host);
+
+    REQUIRE(a);
+    CHECK(a->status() == 502);
+    CHECK(a->error().find("body limit") != std::string::npos);
+    CHECK(took < 1500ms);
+    // The caller read at most its 8 MiB body limit: what the upstream got out
+    // beyond that sits in the two sockets' kernel buffers.
+    CHECK(eventually([&] { return upstream.closed_by_caller == 1; }, 2000ms));
+    CHECK(upstream.sent < http::client_options{}.body_limit + 16 * 1024 * 1024);
+    check_nothing_left(host, upstream, 502);
+}
+
+TEST_CASE("diagnose answers 502 at once to a header block over the client's limit")
+{
+    raw_upstream upstream{[](raw_upstream& self, tcp::socket& socket) -> asio::awaitable<void> {
+        const std::string status_line = "HTTP/1.1 200 OK\r\n";
+        co_await asio::async_write(socket, asio::buffer(status_line), asio::use_awaitable);
+        co_await self.stream(socket, "X-Filler: " + std::string(1000, 'a') + "\r\n");
+    }};
+    diagnose_host host{upstream_at(upstream.url())};
+
+    auto [a, took] = diagnose(host);
+
+    REQUIRE(a);
+    CHECK(a->status() == 502);
+    CHECK(a->error().find("header limit") != std::string::npos);
+    CHECK(took < 1500ms);
+    check_nothing_left(host, upstream, 502);
+}
