@@ -18,15 +18,9 @@ set -euo pipefail
 binary=${1:?usage: run_attacks.sh path/to/tame-samples [scale=1]}
 scale=${2:-1}
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=SCRIPTDIR/../support/samples_server.sh
+source "$here/../support/samples_server.sh"
 max_connections=$((200 * scale))
-
-install_python3() {
-    command -v python3 > /dev/null && return
-    local sudo=()
-    [[ $(id -u) -ne 0 ]] && sudo=(sudo)
-    "${sudo[@]}" apt-get install -y -q python3 ||
-        { "${sudo[@]}" apt-get update -q && "${sudo[@]}" apt-get install -y -q python3; }
-}
 
 # The flood holds 2 x max-connections sockets in attacks.py, and the server
 # inherits this shell's limit.
@@ -37,67 +31,15 @@ raise_fd_limit() {
     fi
 }
 
-# Binaries built before --max-connections existed still run every other check;
-# the flood check then fails, as the limit it checks is not there.
-limit_flags() {
-    if "$binary" --help | grep -q -- '--max-connections'; then
-        echo "--max-connections $max_connections"
-    else
-        echo "run_attacks.sh: WARNING: $binary has no --max-connections; the flood check will fail" >&2
-    fi
-}
-
-# --port 0 lets the kernel pick a free port, race-free; the server logs it:
-# "tame-samples: listening on http://127.0.0.1:PORT with 2 thread(s); ...".
-start_server() {
-    # shellcheck disable=SC2046 # limit_flags is a list of words on purpose
-    "$binary" --port 0 --quiet --threads 2 --report-ms 5 --task-ms 1 --upstream-delay-ms 50 \
-        --drain-ms 2000 $(limit_flags) 2> "$log" &
-    pid=$!
-    for _ in $(seq 100); do
-        port=$(sed -n 's|.*listening on http://[^ ]*:\([0-9]*\) .*|\1|p' "$log")
-        [[ -n $port ]] && return
-        kill -0 "$pid" 2> /dev/null || break
-        sleep 0.05
-    done
-    echo "run_attacks.sh: the server did not start:" >&2
-    cat "$log" >&2
-    exit 1
-}
-
-healthz_ok() {
-    timeout 2 bash -c "exec 3<> /dev/tcp/127.0.0.1/$port &&
-        printf 'GET /healthz HTTP/1.1\r\nHost: run_attacks\r\nConnection: close\r\n\r\n' >&3 &&
-        head -1 <&3" 2> /dev/null | grep -q ' 200 '
-}
-
-wait_for_healthz() {
-    for _ in $(seq 50); do
-        healthz_ok && return
-        sleep 0.1
-    done
-    echo "run_attacks.sh: no /healthz answer on port $port" >&2
-    exit 1
-}
-
 # SIGTERM must end the server with status 0 within its drain (2 s) and some slack.
 stop_server() {
-    kill -TERM "$pid"
-    for _ in $(seq 150); do
-        kill -0 "$pid" 2> /dev/null || break
-        sleep 0.1
-    done
-    if kill -0 "$pid" 2> /dev/null; then
+    local status=0
+    stop_samples || status=$?
+    if ((status == 124)); then
         echo "FAIL SIGTERM: the server did not exit within 15 s"
-        kill -KILL "$pid"
-        wait "$pid" 2> /dev/null || true
-        pid=
         return 1
     fi
-    local status=0
-    wait "$pid" || status=$?
-    pid=
-    if (( status != 0 )); then
+    if ((status != 0)); then
         echo "FAIL SIGTERM: the server exited with status $status"
         return 1
     fi
@@ -117,7 +59,7 @@ check_server_log() {
     echo "PASS server log: no complaints on stderr"
 }
 
-install_python3
+install_missing python3
 raise_fd_limit
 log=$(mktemp)
 pid=
@@ -125,7 +67,8 @@ port=
 trap 'if [[ -n $pid ]]; then kill -KILL "$pid" 2> /dev/null || true; fi; rm -f "$log"' EXIT
 
 started=$SECONDS
-start_server
+start_samples "$binary" "$log" --quiet --threads 2 --report-ms 5 --task-ms 1 --upstream-delay-ms 50 \
+    --drain-ms 2000 --max-connections "$max_connections"
 wait_for_healthz
 echo "run_attacks.sh: tame-samples pid $pid on port $port, --max-connections $max_connections, scale $scale"
 

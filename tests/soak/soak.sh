@@ -26,6 +26,8 @@ connections=${CONNECTIONS:-32}
 warmup=10
 sample_every=10
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=SCRIPTDIR/../support/samples_server.sh
+source "$here/../support/samples_server.sh"
 dir=${SOAK_DIR:-$(mktemp -d /tmp/tame-soak.XXXXXX)}
 mkdir -p "$dir"
 csv=$dir/soak.csv
@@ -33,44 +35,6 @@ csv=$dir/soak.csv
 report_body='{"reportIds":[1,2,3]}'
 report_target=/reports/generate
 sync_target='/sync-data?tasks=20&concurrency=5&task_ms=1'
-
-install_wrk() {
-    command -v wrk > /dev/null && return
-    local sudo=()
-    [[ $(id -u) -ne 0 ]] && sudo=(sudo)
-    "${sudo[@]}" apt-get install -y -q wrk ||
-        { "${sudo[@]}" apt-get update -q && "${sudo[@]}" apt-get install -y -q wrk; }
-}
-
-# --port 0 lets the kernel pick a free port, race-free; the server logs it.
-start_server() {
-    "$binary" --port 0 --quiet --threads 2 --report-ms 1 --task-ms 1 --drain-ms 2000 2> "$dir/server.log" &
-    pid=$!
-    for _ in $(seq 100); do
-        port=$(sed -n 's|.*listening on http://[^ ]*:\([0-9]*\) .*|\1|p' "$dir/server.log")
-        [[ -n $port ]] && return
-        kill -0 "$pid" 2> /dev/null || break
-        sleep 0.05
-    done
-    echo "soak.sh: the server did not start:" >&2
-    cat "$dir/server.log" >&2
-    exit 1
-}
-
-# http_get TARGET: the whole answer, over bash's /dev/tcp (nothing to install).
-http_get() {
-    timeout 5 bash -c "exec 3<> /dev/tcp/127.0.0.1/$port &&
-        printf 'GET $1 HTTP/1.1\r\nHost: soak\r\nConnection: close\r\n\r\n' >&3 && cat <&3"
-}
-
-wait_for_healthz() {
-    for _ in $(seq 50); do
-        http_get /healthz 2> /dev/null | head -1 | grep -q ' 200 ' && return
-        sleep 0.1
-    done
-    echo "soak.sh: no /healthz answer on port $port" >&2
-    exit 1
-}
 
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$pid/status"; }
 hwm_kb() { awk '/^VmHWM:/ {print $2}' "/proc/$pid/status"; }
@@ -131,22 +95,15 @@ fail() { echo "FAIL $*"; failures=$((failures + 1)); }
 pass() { echo "PASS $*"; }
 
 stop_server() {
-    kill -TERM "$pid"
-    for _ in $(seq 150); do
-        kill -0 "$pid" 2> /dev/null || break
-        sleep 0.1
-    done
-    if kill -0 "$pid" 2> /dev/null; then
-        kill -KILL "$pid"
-        wait "$pid" 2> /dev/null || true
-        pid=
-        fail "SIGTERM: the server did not exit within 15 s"
-        return
-    fi
     local status=0
-    wait "$pid" || status=$?
-    pid=
-    if ((status == 0)); then pass "SIGTERM: exit status 0"; else fail "SIGTERM: exit status $status"; fi
+    stop_samples || status=$?
+    if ((status == 124)); then
+        fail "SIGTERM: the server did not exit within 15 s"
+    elif ((status == 0)); then
+        pass "SIGTERM: exit status 0"
+    else
+        fail "SIGTERM: exit status $status"
+    fi
 }
 
 # Per endpoint: throughput, latency, errors, and wrk's count against the server's.
@@ -173,7 +130,7 @@ report_endpoint() { # NAME ROUTE BEFORE AFTER CONNECTIONS
     ((errors == 0)) || fail "$2: socket errors ($(wrk_socket_errors "$file"))"
 }
 
-install_wrk
+install_missing wrk
 # 2 x CONNECTIONS in wrk and in the server, which inherits this shell's limit.
 ulimit -n 65536 2> /dev/null || ulimit -n "$(ulimit -Hn)"
 pid=
@@ -182,7 +139,7 @@ sampler=
 trap 'if [[ -n $sampler ]]; then kill "$sampler" 2> /dev/null || true; fi
       if [[ -n $pid ]]; then kill -KILL "$pid" 2> /dev/null || true; fi' EXIT
 
-start_server
+start_samples "$binary" "$dir/server.log" --quiet --threads 2 --report-ms 1 --task-ms 1 --drain-ms 2000
 wait_for_healthz
 # wrk runs 2 s past the last sample, so that the end sample is taken under load.
 measured=$((warmup + seconds))
