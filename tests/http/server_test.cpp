@@ -145,9 +145,7 @@ TEST_CASE("a query with a malformed percent escape is answered 400 and the conne
 {
     http::router routes;
     routes.get("/diagnose", [](http::request_context& ctx) -> asio::awaitable<http::response> {
-        const auto first = ctx.query("symptoms");
-        [[maybe_unused]] const auto second = ctx.query("flag"); // must fail the same way
-        co_return http::json_response(boost::json::object{{"symptoms", first.value_or("")}});
+        co_return http::json_response(boost::json::object{{"symptoms", ctx.query("symptoms").value_or("")}});
     });
     test_server server{std::move(routes)};
     raw_client client{server.port()};
@@ -158,10 +156,10 @@ TEST_CASE("a query with a malformed percent escape is answered 400 and the conne
     auto good = client.read_response();
 
     REQUIRE(bad);
-    CHECK(bad->result_int() == 400);
-    CHECK(bad->body().find("malformed request target") != std::string::npos);
+    CHECK(bad->result() == http::status::bad_request);
+    CHECK(error_of(*bad).starts_with("malformed request target"));
     REQUIRE(good);
-    CHECK(good->result_int() == 200);
+    CHECK(good->result() == http::status::ok);
 }
 
 TEST_CASE("an unknown path is answered 404 with a JSON error", "[http][server]")
