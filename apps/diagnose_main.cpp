@@ -9,7 +9,8 @@ int main(int argc, char** argv)
 {
     samples::app_options app;
     samples::diagnose_options diagnose;
-    auto flags = samples::describe_app_options("tame-diagnose: an upstream call under a deadline", app);
+    auto flags =
+        samples::describe_app_options("tame-diagnose: an upstream call under a deadline", app);
     samples::add_diagnose_options(flags, diagnose);
     if (auto exit_code = samples::parse_command_line(argc, argv, flags)) {
         return *exit_code;

@@ -9,7 +9,8 @@ int main(int argc, char** argv)
 {
     samples::app_options app;
     samples::report_api_options reports;
-    auto flags = samples::describe_app_options("tame-report-api: report generation on a task pool", app);
+    auto flags =
+        samples::describe_app_options("tame-report-api: report generation on a task pool", app);
     samples::add_report_api_options(flags, reports);
     if (auto exit_code = samples::parse_command_line(argc, argv, flags)) {
         return *exit_code;

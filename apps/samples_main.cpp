@@ -4,8 +4,8 @@
 #include "samples/report_api.hpp"
 #include "samples/service_host.hpp"
 
-#include <iostream>
 #include "samples/sync_data.hpp"
+#include <iostream>
 
 int main(int argc, char** argv)
 {
@@ -13,7 +13,8 @@ int main(int argc, char** argv)
     samples::sync_data_options sync;
     samples::report_api_options reports;
     samples::diagnose_options diagnose;
-    auto flags = samples::describe_app_options("tame-samples: the three sample services on one port", app);
+    auto flags =
+        samples::describe_app_options("tame-samples: the three sample services on one port", app);
     samples::add_sync_data_options(flags, sync);
     samples::add_report_api_options(flags, reports);
     samples::add_diagnose_options(flags, diagnose);
@@ -26,7 +27,8 @@ int main(int argc, char** argv)
         samples::sync_data_service sync_data{io.get_executor(), sync};
         samples::report_api_service report_api{io.get_executor(), reports};
         samples::diagnose_service diagnosis{diagnose};
-        return samples::run_services(io, app, {&sync_data, &report_api, &diagnosis}, "tame-samples");
+        return samples::run_services(io, app, {&sync_data, &report_api, &diagnosis},
+                                     "tame-samples");
     } catch (const std::exception& e) {
         std::cerr << "tame-samples: " << e.what() << '\n';
         return 2;

@@ -2,14 +2,15 @@
 // concurrency (a task_group with a limit, under a service-wide semaphore).
 #include "samples/service_host.hpp"
 
-#include <iostream>
 #include "samples/sync_data.hpp"
+#include <iostream>
 
 int main(int argc, char** argv)
 {
     samples::app_options app;
     samples::sync_data_options sync;
-    auto flags = samples::describe_app_options("tame-sync-data: batch data sync with bounded concurrency", app);
+    auto flags = samples::describe_app_options(
+        "tame-sync-data: batch data sync with bounded concurrency", app);
     samples::add_sync_data_options(flags, sync);
     if (auto exit_code = samples::parse_command_line(argc, argv, flags)) {
         return *exit_code;

@@ -45,23 +45,29 @@ void check_range(const char* flag, T value, T min, T max)
 
 } // namespace
 
-po::typed_value<long>* milliseconds_flag(std::chrono::milliseconds& target, const char* flag, long max_ms)
+po::typed_value<long>* milliseconds_flag(std::chrono::milliseconds& target, const char* flag,
+                                         long max_ms)
 {
-    return po::value<long>()->default_value(target.count())->notifier([&target, flag, max_ms](long ms) {
-        check_range(flag, ms, 0L, max_ms);
-        target = std::chrono::milliseconds{ms};
-    });
+    return po::value<long>()
+        ->default_value(target.count())
+        ->notifier([&target, flag, max_ms](long ms) {
+            check_range(flag, ms, 0L, max_ms);
+            target = std::chrono::milliseconds{ms};
+        });
 }
 
 po::typed_value<long>* seconds_flag(std::chrono::seconds& target, const char* flag, long max_s)
 {
-    return po::value<long>()->default_value(target.count())->notifier([&target, flag, max_s](long s) {
-        check_range(flag, s, 0L, max_s);
-        target = std::chrono::seconds{s};
-    });
+    return po::value<long>()
+        ->default_value(target.count())
+        ->notifier([&target, flag, max_s](long s) {
+            check_range(flag, s, 0L, max_s);
+            target = std::chrono::seconds{s};
+        });
 }
 
-po::typed_value<std::size_t>* count_flag(std::size_t& target, const char* flag, std::size_t min, std::size_t max)
+po::typed_value<std::size_t>* count_flag(std::size_t& target, const char* flag, std::size_t min,
+                                         std::size_t max)
 {
     return po::value(&target)->default_value(target)->notifier(
         [flag, min, max](std::size_t n) { check_range(flag, n, min, max); });
@@ -86,18 +92,21 @@ po::options_description describe_app_options(const std::string& title, app_optio
         "on SIGINT/SIGTERM, how long requests in flight may finish before they are cancelled")(
         "max-in-flight", count_flag(app.max_in_flight, "max-in-flight", 1, std::size_t{1} << 30),
         "requests handled at once; more are answered 503 with Retry-After")(
-        "max-connections", count_flag(app.max_connections, "max-connections", 1, std::size_t{1} << 30),
+        "max-connections",
+        count_flag(app.max_connections, "max-connections", 1, std::size_t{1} << 30),
         "connections open at once; more wait in the listen backlog")(
         "quiet", po::bool_switch(&app.quiet), "no access log");
     return description;
 }
 
-std::optional<int> parse_command_line(int argc, const char* const* argv, const po::options_description& description)
+std::optional<int> parse_command_line(int argc, const char* const* argv,
+                                      const po::options_description& description)
 {
     try {
         po::variables_map vm;
         // No positional arguments: `tame-samples 9090` is a mistake, not port 9090.
-        po::store(po::command_line_parser(argc, argv).options(description).positional({}).run(), vm);
+        po::store(po::command_line_parser(argc, argv).options(description).positional({}).run(),
+                  vm);
         if (vm.count("help") != 0) {
             std::cout << description << '\n';
             return 0;

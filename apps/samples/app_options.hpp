@@ -41,23 +41,27 @@ struct app_options {
 
 /// A description titled `title`, holding --help and the common flags bound to
 /// `app`; each service adds its own.
-boost::program_options::options_description describe_app_options(const std::string& title, app_options& app);
+boost::program_options::options_description describe_app_options(const std::string& title,
+                                                                 app_options& app);
 
 /// A flag of whole milliseconds from 0 to `max_ms`, stored into `target`.
-boost::program_options::typed_value<long>* milliseconds_flag(std::chrono::milliseconds& target, const char* flag,
+boost::program_options::typed_value<long>* milliseconds_flag(std::chrono::milliseconds& target,
+                                                             const char* flag,
                                                              long max_ms = 24L * 3600 * 1000);
 
 /// A flag of whole seconds from 0 to `max_s`, stored into `target`.
-boost::program_options::typed_value<long>* seconds_flag(std::chrono::seconds& target, const char* flag, long max_s);
+boost::program_options::typed_value<long>* seconds_flag(std::chrono::seconds& target,
+                                                        const char* flag, long max_s);
 
 /// A count flag from `min` to `max`, stored into `target`.
-boost::program_options::typed_value<std::size_t>* count_flag(std::size_t& target, const char* flag, std::size_t min,
-                                                             std::size_t max);
+boost::program_options::typed_value<std::size_t>* count_flag(std::size_t& target, const char* flag,
+                                                             std::size_t min, std::size_t max);
 
 /// Parses the command line into the bound options. Returns an exit code when
 /// the program should stop at once: 0 after --help (printed on stdout), 2 after
 /// a bad flag (the reason and a hint on stderr).
-std::optional<int> parse_command_line(int argc, const char* const* argv,
-                                      const boost::program_options::options_description& description);
+std::optional<int>
+parse_command_line(int argc, const char* const* argv,
+                   const boost::program_options::options_description& description);
 
 } // namespace samples

@@ -8,7 +8,7 @@ namespace samples {
 /// Counts the tasks running now and the most that ever ran at once: the
 /// `peak_concurrency` the sync service reports is measured here, not assumed.
 class concurrency_meter {
-public:
+  public:
     void enter() noexcept
     {
         const std::size_t now = running_.fetch_add(1, std::memory_order_relaxed) + 1;
@@ -24,17 +24,17 @@ public:
 
     /// Holds one place in the meter for its lifetime.
     class scope {
-    public:
+      public:
         explicit scope(concurrency_meter& meter) noexcept : meter_{meter} { meter_.enter(); }
         ~scope() { meter_.leave(); }
         scope(const scope&) = delete;
         scope& operator=(const scope&) = delete;
 
-    private:
+      private:
         concurrency_meter& meter_;
     };
 
-private:
+  private:
     std::atomic<std::size_t> running_{0};
     std::atomic<std::size_t> peak_{0};
 };

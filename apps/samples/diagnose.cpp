@@ -34,9 +34,9 @@ struct condition {
     int likelihood_percent;
 };
 constexpr std::array knowledge_base{
-    condition{"fever", "influenza", 42},       condition{"fever", "common cold", 31},
-    condition{"cough", "acute bronchitis", 38}, condition{"cough", "common cold", 27},
-    condition{"headache", "migraine", 44},     condition{"headache", "tension headache", 35},
+    condition{"fever", "influenza", 42},         condition{"fever", "common cold", 31},
+    condition{"cough", "acute bronchitis", 38},  condition{"cough", "common cold", 27},
+    condition{"headache", "migraine", 44},       condition{"headache", "tension headache", 35},
     condition{"rash", "contact dermatitis", 40},
 };
 
@@ -45,7 +45,9 @@ boost::json::array candidates(std::string_view symptoms)
     boost::json::array out;
     for (const auto& c : knowledge_base) {
         if (symptoms.find(c.symptom) != std::string_view::npos) {
-            out.push_back({{"condition", c.name}, {"symptom", c.symptom}, {"likelihood_percent", c.likelihood_percent}});
+            out.push_back({{"condition", c.name},
+                           {"symptom", c.symptom},
+                           {"likelihood_percent", c.likelihood_percent}});
         }
     }
     return out;
@@ -67,9 +69,11 @@ void check_upstream(const std::string& url)
 void add_diagnose_options(po::options_description& description, diagnose_options& options)
 {
     po::options_description diagnose{"tame-diagnose (GET /diagnose, GET /upstream/diagnoses)"};
-    diagnose.add_options()("upstream", po::value(&options.upstream)->notifier(check_upstream),
-                           "the diagnosis service, an http:// URL (default: the embedded /upstream/diagnoses)")(
-        "deadline-ms", milliseconds_flag(options.deadline, "deadline-ms"), "how long /diagnose waits for the upstream")(
+    diagnose.add_options()(
+        "upstream", po::value(&options.upstream)->notifier(check_upstream),
+        "the diagnosis service, an http:// URL (default: the embedded /upstream/diagnoses)")(
+        "deadline-ms", milliseconds_flag(options.deadline, "deadline-ms"),
+        "how long /diagnose waits for the upstream")(
         "upstream-delay-ms", milliseconds_flag(options.upstream_delay, "upstream-delay-ms"),
         "how long the embedded upstream takes to answer");
     description.add(diagnose);
@@ -84,22 +88,27 @@ diagnose_service::diagnose_service(diagnose_options options) : options_{std::mov
 void diagnose_service::add_routes(http::router& routes)
 {
     routes.get("/diagnose", [this](http::request_context& ctx) { return diagnose(ctx); });
-    routes.get("/upstream/diagnoses", [this](http::request_context& ctx) { return embedded_upstream(ctx); });
+    routes.get("/upstream/diagnoses",
+               [this](http::request_context& ctx) { return embedded_upstream(ctx); });
 }
 
 void diagnose_service::add_metrics(http::metrics_registry& metrics)
 {
     auto outcome = [&](const char* label, std::atomic<std::uint64_t>& count) {
         metrics.add(http::metric_type::counter, "tame_diagnose_upstream_calls_total",
-                    "Upstream calls made by /diagnose, by outcome.", std::string{"outcome=\""} + label + "\"",
-                    [&count] { return static_cast<double>(count.load(std::memory_order_relaxed)); });
+                    "Upstream calls made by /diagnose, by outcome.",
+                    std::string{"outcome=\""} + label + "\"", [&count] {
+                        return static_cast<double>(count.load(std::memory_order_relaxed));
+                    });
     };
     outcome("answered", answered_);
     outcome("timed_out", timed_out_);
     outcome("failed", failed_);
     metrics.add(http::metric_type::counter, "tame_diagnose_upstream_abandoned_total",
                 "Calls of the embedded upstream whose caller hung up before the answer.", "",
-                [this] { return static_cast<double>(embedded_abandoned_.load(std::memory_order_relaxed)); });
+                [this] {
+                    return static_cast<double>(embedded_abandoned_.load(std::memory_order_relaxed));
+                });
 }
 
 void diagnose_service::on_started(const asio::ip::tcp::endpoint& endpoint)
@@ -113,7 +122,8 @@ void diagnose_service::on_started(const asio::ip::tcp::endpoint& endpoint)
                                       : asio::ip::address{asio::ip::address_v4::loopback()};
         }
         const auto host = address.is_v6() ? "[" + address.to_string() + "]" : address.to_string();
-        upstream_ = "http://" + host + ":" + std::to_string(endpoint.port()) + "/upstream/diagnoses";
+        upstream_ =
+            "http://" + host + ":" + std::to_string(endpoint.port()) + "/upstream/diagnoses";
     }
 }
 
@@ -127,15 +137,17 @@ asio::awaitable<http::response> diagnose_service::diagnose(http::request_context
 {
     const auto symptoms = ctx.query("symptoms");
     if (!symptoms || symptoms->empty()) {
-        throw http::http_error{http::status::bad_request,
-                               "query parameter symptoms is required, as in /diagnose?symptoms=fever,cough"};
+        throw http::http_error{
+            http::status::bad_request,
+            "query parameter symptoms is required, as in /diagnose?symptoms=fever,cough"};
     }
     // Re-encoded for the upstream, a symptom may grow threefold ('+' becomes
     // %20): past this length the upstream's request line could outgrow its
     // header limit, and a client's long query would turn into a 502.
     if (symptoms->size() > max_symptoms_length) {
-        throw http::http_error{http::status::bad_request, "query parameter symptoms is longer than " +
-                                                              std::to_string(max_symptoms_length) + " characters"};
+        throw http::http_error{http::status::bad_request,
+                               "query parameter symptoms is longer than " +
+                                   std::to_string(max_symptoms_length) + " characters"};
     }
     boost::urls::url target{upstream()};
     target.params().set("symptoms", *symptoms);
@@ -144,8 +156,9 @@ asio::awaitable<http::response> diagnose_service::diagnose(http::request_context
     try {
         // context.WithTimeout + select, where the loser really stops: at the
         // deadline the client call is cancelled (its socket closed) and awaited.
-        auto call = tame::with_timeout(http::async_get(ctx.get_executor(), target.buffer(), asio::use_awaitable),
-                                       options_.deadline);
+        auto call = tame::with_timeout(
+            http::async_get(ctx.get_executor(), target.buffer(), asio::use_awaitable),
+            options_.deadline);
         answer = co_await std::move(call);
     } catch (const boost::system::system_error& e) {
         if (e.code() == tame::errc::timed_out) {
@@ -160,15 +173,17 @@ asio::awaitable<http::response> diagnose_service::diagnose(http::request_context
         }
         failed_.fetch_add(1, std::memory_order_relaxed);
         co_return http::error_response(http::status::bad_gateway,
-                                       "the diagnosis service could not be reached: " + e.code().message());
+                                       "the diagnosis service could not be reached: " +
+                                           e.code().message());
     }
 
     if (answer.result() == http::status::service_unavailable) {
         // An overloaded upstream (the embedded one shares this server's
         // in-flight cap) is worth a retry: say so, rather than 502.
         failed_.fetch_add(1, std::memory_order_relaxed);
-        auto busy = http::error_response(http::status::service_unavailable,
-                                         "the diagnosis service is overloaded; please try again later");
+        auto busy =
+            http::error_response(http::status::service_unavailable,
+                                 "the diagnosis service is overloaded; please try again later");
         const auto retry_after = answer[http::field::retry_after];
         busy.set(http::field::retry_after, retry_after.empty() ? "1" : std::string{retry_after});
         co_return busy;
@@ -176,14 +191,16 @@ asio::awaitable<http::response> diagnose_service::diagnose(http::request_context
     if (answer.result() != http::status::ok) {
         failed_.fetch_add(1, std::memory_order_relaxed);
         co_return http::error_response(http::status::bad_gateway,
-                                       "the diagnosis service answered " + std::to_string(answer.result_int()));
+                                       "the diagnosis service answered " +
+                                           std::to_string(answer.result_int()));
     }
     boost::system::error_code ec;
     auto data = boost::json::parse(answer.body(), ec);
     if (ec) {
         failed_.fetch_add(1, std::memory_order_relaxed);
         co_return http::error_response(http::status::bad_gateway,
-                                       "the diagnosis service answered malformed JSON: " + ec.message());
+                                       "the diagnosis service answered malformed JSON: " +
+                                           ec.message());
     }
     answered_.fetch_add(1, std::memory_order_relaxed);
     co_return http::json_response({{"data", std::move(data)}});

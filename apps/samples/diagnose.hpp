@@ -24,7 +24,8 @@ struct diagnose_options {
 };
 
 /// Adds tame-diagnose's flags, bound to `options`.
-void add_diagnose_options(boost::program_options::options_description& description, diagnose_options& options);
+void add_diagnose_options(boost::program_options::options_description& description,
+                          diagnose_options& options);
 
 /// The longest `symptoms` /diagnose takes (decoded); longer is a 400. Encoded
 /// for the upstream it stays within a default server's 8 KiB header limit.
@@ -39,7 +40,7 @@ inline constexpr std::size_t max_symptoms_length = 2000;
 /// Also serves the embedded upstream, GET /upstream/diagnoses, which answers
 /// after `upstream_delay` and counts the calls whose client hung up first.
 class diagnose_service : public sample_service {
-public:
+  public:
     explicit diagnose_service(diagnose_options options);
 
     void add_routes(http::router& routes) override;
@@ -55,7 +56,7 @@ public:
     /// Calls of the embedded upstream whose caller went away before the answer.
     std::uint64_t upstream_abandoned() const noexcept { return embedded_abandoned_.load(); }
 
-private:
+  private:
     boost::asio::awaitable<http::response> diagnose(http::request_context& ctx);
     boost::asio::awaitable<http::response> embedded_upstream(http::request_context& ctx);
 

@@ -10,9 +10,9 @@
 #include <tame/wait_group.hpp>
 
 #include <boost/asio/steady_timer.hpp>
-#include <boost/json/serialize.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/json/serialize.hpp>
 #include <boost/program_options/value_semantic.hpp>
 #include <boost/system/system_error.hpp>
 
@@ -50,8 +50,9 @@ struct report_batch {
 /// One report: a timer standing for the queries and the PDF. It ends early when
 /// its request is cancelled (the client went away, the request was refused),
 /// and throws when its id is one of the failing ones.
-asio::awaitable<void> generate_report(std::shared_ptr<report_batch> batch, std::size_t index, std::int64_t id,
-                                      std::chrono::milliseconds time, bool fails, tame::cancel_source request)
+asio::awaitable<void> generate_report(std::shared_ptr<report_batch> batch, std::size_t index,
+                                      std::int64_t id, std::chrono::milliseconds time, bool fails,
+                                      tame::cancel_source request)
 {
     struct done_at_exit {
         tame::wait_group& group;
@@ -63,7 +64,8 @@ asio::awaitable<void> generate_report(std::shared_ptr<report_batch> batch, std::
         auto until_cancelled = request.bind(asio::use_awaitable); // named: g++ 12 (see README)
         co_await work.async_wait(std::move(until_cancelled));
         if (fails) {
-            throw std::runtime_error{"report " + std::to_string(id) + ": the source data is incomplete"};
+            throw std::runtime_error{"report " + std::to_string(id) +
+                                     ": the source data is incomplete"};
         }
         outcome.result = report_outcome::state::generated;
     } catch (const std::exception& e) {
@@ -81,7 +83,8 @@ asio::awaitable<void> generate_report(std::shared_ptr<report_batch> batch, std::
 http::response overloaded(std::chrono::seconds retry_after)
 {
     auto res = http::error_response(http::status::service_unavailable,
-                                    "the report pool is full; retry in " + std::to_string(retry_after.count()) + " s");
+                                    "the report pool is full; retry in " +
+                                        std::to_string(retry_after.count()) + " s");
     res.set(http::field::retry_after, std::to_string(retry_after.count()));
     return res;
 }
@@ -109,18 +112,21 @@ tame::task_pool_options pool_options(const report_api_options& options)
 void add_report_api_options(po::options_description& description, report_api_options& options)
 {
     po::options_description reports{"tame-report-api (POST /reports/generate)"};
-    reports.add_options()("pool-size",
-                          count_flag(options.pool_capacity, "pool-size", 1, tame::async_semaphore::max_capacity),
-                          "reports generated at once (the task pool's capacity)")(
-        "report-ms", milliseconds_flag(options.report_time, "report-ms"), "how long one report takes, ms")(
+    reports.add_options()(
+        "pool-size",
+        count_flag(options.pool_capacity, "pool-size", 1, tame::async_semaphore::max_capacity),
+        "reports generated at once (the task pool's capacity)")(
+        "report-ms", milliseconds_flag(options.report_time, "report-ms"),
+        "how long one report takes, ms")(
         "max-reports", count_flag(options.max_reports, "max-reports", 0, std::size_t{1} << 30),
         "the most reportIds one request may hold")(
         "nonblocking", po::bool_switch(&options.nonblocking),
         "refuse a request with 503 + Retry-After when the pool is full, instead of waiting")(
         "fail-ids",
-        po::value<std::vector<std::int64_t>>()->multitoken()->notifier([&options](const std::vector<std::int64_t>& ids) {
-            options.failing_ids.insert(ids.begin(), ids.end());
-        }),
+        po::value<std::vector<std::int64_t>>()->multitoken()->notifier(
+            [&options](const std::vector<std::int64_t>& ids) {
+                options.failing_ids.insert(ids.begin(), ids.end());
+            }),
         "report ids whose generation fails (to watch a failure stay contained)");
     description.add(reports);
 }
@@ -142,7 +148,8 @@ void report_api_service::add_metrics(http::metrics_registry& metrics)
 
 void report_api_service::async_stop(std::function<void()> done)
 {
-    pool_.async_shutdown(std::chrono::seconds{0}, [done = std::move(done)](std::size_t) { done(); });
+    pool_.async_shutdown(std::chrono::seconds{0},
+                         [done = std::move(done)](std::size_t) { done(); });
 }
 
 std::vector<std::int64_t> report_api_service::report_ids(const http::request& req) const
@@ -153,24 +160,27 @@ std::vector<std::int64_t> report_api_service::report_ids(const http::request& re
         throw http::http_error{http::status::bad_request, "reportIds is missing"};
     }
     if (!ids->is_array()) {
-        throw http::http_error{http::status::bad_request, "reportIds must be an array of positive integers"};
+        throw http::http_error{http::status::bad_request,
+                               "reportIds must be an array of positive integers"};
     }
     const auto& array = ids->get_array();
     if (array.size() > options_.max_reports) {
-        throw http::http_error{http::status::bad_request, "too many reportIds: " + std::to_string(array.size()) +
-                                                              " (at most " + std::to_string(options_.max_reports) +
-                                                              ")"};
+        throw http::http_error{http::status::bad_request,
+                               "too many reportIds: " + std::to_string(array.size()) +
+                                   " (at most " + std::to_string(options_.max_reports) + ")"};
     }
     std::vector<std::int64_t> out;
     out.reserve(array.size());
     for (std::size_t i = 0; i < array.size(); ++i) {
         const auto& id = array[i];
-        const bool positive = (id.is_int64() && id.get_int64() > 0) ||
-                              (id.is_uint64() && id.get_uint64() <=
-                                                     static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()));
+        const bool positive =
+            (id.is_int64() && id.get_int64() > 0) ||
+            (id.is_uint64() && id.get_uint64() <= static_cast<std::uint64_t>(
+                                                      std::numeric_limits<std::int64_t>::max()));
         if (!positive) {
             throw http::http_error{http::status::bad_request,
-                                   "reportIds[" + std::to_string(i) + "] must be a positive integer, not " +
+                                   "reportIds[" + std::to_string(i) +
+                                       "] must be a positive integer, not " +
                                        boost::json::serialize(id)};
         }
         out.push_back(id.is_int64() ? id.get_int64() : static_cast<std::int64_t>(id.get_uint64()));
@@ -186,9 +196,10 @@ asio::awaitable<http::response> report_api_service::generate(http::request_conte
         // than the pool has slots could never be taken, and a pool without
         // room for all of them now is full for this request.
         if (ids.size() > pool_.capacity()) {
-            throw http::http_error{http::status::bad_request,
-                                   "too many reportIds for a nonblocking service: " + std::to_string(ids.size()) +
-                                       " (the pool runs at most " + std::to_string(pool_.capacity()) + ")"};
+            throw http::http_error{
+                http::status::bad_request,
+                "too many reportIds for a nonblocking service: " + std::to_string(ids.size()) +
+                    " (the pool runs at most " + std::to_string(pool_.capacity()) + ")"};
         }
         if (ids.size() > pool_.capacity() - std::min(pool_.running(), pool_.capacity())) {
             co_return overloaded(options_.retry_after);
@@ -201,7 +212,8 @@ asio::awaitable<http::response> report_api_service::generate(http::request_conte
     auto reports = ctx.cancellation().make_child();
 
     for (std::size_t i = 0; i < ids.size(); ++i) {
-        auto task = [batch, i, id = ids[i], time = options_.report_time, fails = options_.failing_ids.count(ids[i]) != 0,
+        auto task = [batch, i, id = ids[i], time = options_.report_time,
+                     fails = options_.failing_ids.count(ids[i]) != 0,
                      reports] { return generate_report(batch, i, id, time, fails, reports); };
         batch->pending.add(1);
         // A blocking service waits for a slot (the backpressure of ants'
@@ -228,7 +240,8 @@ asio::awaitable<http::response> report_api_service::generate(http::request_conte
             reports.emit();
             co_await batch->pending.async_wait(asio::use_awaitable);
             if (refused == tame::errc::closed) {
-                throw http::http_error{http::status::service_unavailable, "the service is shutting down"};
+                throw http::http_error{http::status::service_unavailable,
+                                       "the service is shutting down"};
             }
             co_return overloaded(options_.retry_after);
         }
@@ -242,7 +255,8 @@ asio::awaitable<http::response> report_api_service::generate(http::request_conte
         if (outcome.result == report_outcome::state::generated) {
             ++generated;
         } else {
-            failed.push_back({{"id", ids[i]}, {"error", outcome.error.empty() ? "cancelled" : outcome.error}});
+            failed.push_back(
+                {{"id", ids[i]}, {"error", outcome.error.empty() ? "cancelled" : outcome.error}});
         }
     }
     co_return http::json_response({

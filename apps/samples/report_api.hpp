@@ -33,7 +33,8 @@ struct report_api_options {
 };
 
 /// Adds tame-report-api's flags, bound to `options`.
-void add_report_api_options(boost::program_options::options_description& description, report_api_options& options);
+void add_report_api_options(boost::program_options::options_description& description,
+                            report_api_options& options);
 
 /// POST /reports/generate: the report generator of the source article. One
 /// process-wide task_pool (Go's `ants` pool) runs every report; each request
@@ -41,7 +42,7 @@ void add_report_api_options(boost::program_options::options_description& descrip
 /// that throws is logged by the pool's exception handler and listed in its
 /// request's answer; the pool and the service go on.
 class report_api_service : public sample_service {
-public:
+  public:
     report_api_service(const boost::asio::any_io_executor& ex, report_api_options options);
 
     void add_routes(http::router& routes) override;
@@ -53,7 +54,7 @@ public:
     /// The pool, for tests and metrics.
     const tame::task_pool& pool() const noexcept { return pool_; }
 
-private:
+  private:
     boost::asio::awaitable<http::response> generate(http::request_context& ctx);
     std::vector<std::int64_t> report_ids(const http::request& req) const;
 

@@ -15,7 +15,7 @@ namespace http = tame::http;
 /// background work it must stop when the server has stopped. The hosts (the
 /// mains, and the tests) put one or several on a server.
 class sample_service {
-public:
+  public:
     virtual ~sample_service() = default;
 
     /// Adds the service's endpoints.

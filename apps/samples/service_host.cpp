@@ -18,7 +18,8 @@ http::router routes_of(std::initializer_list<sample_service*> services)
     return routes;
 }
 
-service_host::service_host(boost::asio::io_context& io, std::initializer_list<sample_service*> services,
+service_host::service_host(boost::asio::io_context& io,
+                           std::initializer_list<sample_service*> services,
                            http::server_options options)
     : services_{services}, server_{io, routes_of(services), std::move(options)}
 {
@@ -35,7 +36,8 @@ void service_host::start()
     }
 }
 
-void service_host::async_shutdown(std::chrono::steady_clock::duration drain, std::function<void(std::size_t)> done)
+void service_host::async_shutdown(std::chrono::steady_clock::duration drain,
+                                  std::function<void(std::size_t)> done)
 {
     server_.async_shutdown(drain, [this, done = std::move(done)](std::size_t cancelled) {
         async_stop_services([done, cancelled] {
@@ -62,8 +64,8 @@ void service_host::async_stop_services(std::function<void()> done)
     }
 }
 
-int run_services(boost::asio::io_context& io, const app_options& app, std::initializer_list<sample_service*> services,
-                 const char* name)
+int run_services(boost::asio::io_context& io, const app_options& app,
+                 std::initializer_list<sample_service*> services, const char* name)
 {
     service_host host{io, services, app.server_options()};
     try {
@@ -73,18 +75,19 @@ int run_services(boost::asio::io_context& io, const app_options& app, std::initi
         return 1;
     }
     const auto at = host.server().local_endpoint();
-    std::cerr << name << ": listening on http://" << at.address().to_string() << ':' << at.port() << " with "
-              << app.thread_count() << " thread(s); SIGINT or SIGTERM stops it" << std::endl;
+    std::cerr << name << ": listening on http://" << at.address().to_string() << ':' << at.port()
+              << " with " << app.thread_count() << " thread(s); SIGINT or SIGTERM stops it"
+              << std::endl;
 
     // The services stop after the server: requests still in flight may use them
     // until the drain ends.
-    http::shutdown_on_signals signals{io, host.server(), app.drain, [&host, name](std::size_t cancelled) {
-                                          host.async_stop_services([name, cancelled] {
-                                              std::cerr << name << ": stopped (" << cancelled
-                                                        << " request(s) cancelled at the end of the drain)"
-                                                        << std::endl;
-                                          });
-                                      }};
+    http::shutdown_on_signals signals{
+        io, host.server(), app.drain, [&host, name](std::size_t cancelled) {
+            host.async_stop_services([name, cancelled] {
+                std::cerr << name << ": stopped (" << cancelled
+                          << " request(s) cancelled at the end of the drain)" << std::endl;
+            });
+        }};
     std::vector<std::thread> threads;
     int exit_code = 0;
     try {
@@ -92,7 +95,8 @@ int run_services(boost::asio::io_context& io, const app_options& app, std::initi
             threads.emplace_back([&io] { io.run(); });
         }
     } catch (const std::system_error& e) {
-        std::cerr << name << ": cannot start " << app.thread_count() << " threads: " << e.what() << std::endl;
+        std::cerr << name << ": cannot start " << app.thread_count() << " threads: " << e.what()
+                  << std::endl;
         io.stop();
         exit_code = 1;
     }

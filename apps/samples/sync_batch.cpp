@@ -12,7 +12,8 @@ namespace asio = boost::asio;
 namespace samples {
 namespace {
 
-asio::awaitable<void> sync_one(std::shared_ptr<sync_progress> progress, tame::async_semaphore* service_slots,
+asio::awaitable<void> sync_one(std::shared_ptr<sync_progress> progress,
+                               tame::async_semaphore* service_slots,
                                std::chrono::milliseconds task_time)
 {
     const auto permit = co_await service_slots->acquire();
@@ -25,7 +26,8 @@ asio::awaitable<void> sync_one(std::shared_ptr<sync_progress> progress, tame::as
 } // namespace
 
 asio::awaitable<void> run_sync_batch(asio::any_io_executor ex, sync_batch_spec spec,
-                                     std::shared_ptr<sync_progress> progress, tame::async_semaphore& service_slots)
+                                     std::shared_ptr<sync_progress> progress,
+                                     tame::async_semaphore& service_slots)
 {
     tame::task_group group{ex, spec.concurrency};
     std::exception_ptr stopped;

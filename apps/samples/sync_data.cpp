@@ -5,8 +5,8 @@
 #include "query_args.hpp"
 
 #include <tame/http/json.hpp>
-#include <tame/http/request_context.hpp>
 #include <tame/http/metrics.hpp>
+#include <tame/http/request_context.hpp>
 
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -29,10 +29,14 @@ using clock = std::chrono::steady_clock;
 const char* reason_text(http::cancel_reason why)
 {
     switch (why) {
-    case http::cancel_reason::client_gone: return "the client went away";
-    case http::cancel_reason::deadline: return "the request deadline passed";
-    case http::cancel_reason::shutdown: return "the server is shutting down";
-    case http::cancel_reason::none: break;
+    case http::cancel_reason::client_gone:
+        return "the client went away";
+    case http::cancel_reason::deadline:
+        return "the request deadline passed";
+    case http::cancel_reason::shutdown:
+        return "the server is shutting down";
+    case http::cancel_reason::none:
+        break;
     }
     return "cancelled";
 }
@@ -43,34 +47,36 @@ void add_sync_data_options(po::options_description& description, sync_data_optio
 {
     constexpr auto most = tame::async_semaphore::max_capacity;
     po::options_description sync{"tame-sync-data (POST /sync-data, GET|DELETE /jobs/{id})"};
-    sync.add_options()("tasks", count_flag(options.tasks, "tasks", 1, most), "jobs in a batch (query: tasks)")(
+    sync.add_options()("tasks", count_flag(options.tasks, "tasks", 1, most),
+                       "jobs in a batch (query: tasks)")(
         "concurrency", count_flag(options.concurrency, "concurrency", 1, most),
         "jobs of a batch running at once, at most (query: concurrency)")(
-        "task-ms", milliseconds_flag(options.task_time, "task-ms"), "duration of one job, ms (query: task_ms)")(
-        "max-tasks", count_flag(options.max_tasks, "max-tasks", 1, most), "the most tasks a query may ask for")(
+        "task-ms", milliseconds_flag(options.task_time, "task-ms"),
+        "duration of one job, ms (query: task_ms)")(
+        "max-tasks", count_flag(options.max_tasks, "max-tasks", 1, most),
+        "the most tasks a query may ask for")(
         "max-concurrency", count_flag(options.max_concurrency, "max-concurrency", 1, most),
         "the most concurrency a query may ask for")(
         "max-task-ms", milliseconds_flag(options.max_task_time, "max-task-ms"),
         "the longest task_ms a query may ask for")(
         "max-running-tasks", count_flag(options.max_running_tasks, "max-running-tasks", 1, most),
         "sync jobs running at once over all batches (a service-wide semaphore)")(
-        "max-jobs", count_flag(options.max_jobs, "max-jobs", 1, most), "async batches kept, running or finished")(
+        "max-jobs", count_flag(options.max_jobs, "max-jobs", 1, most),
+        "async batches kept, running or finished")(
         "job-ttl-s", seconds_flag(options.job_ttl, "job-ttl-s", 7L * 24 * 3600),
         "how long a finished async batch stays visible at /jobs/{id}, s");
     description.add(sync);
 }
 
 sync_data_service::sync_data_service(const asio::any_io_executor& ex, sync_data_options options)
-    : executor_{ex},
-      options_{options},
-      task_slots_{ex, options.max_running_tasks},
-      jobs_{options.max_jobs, options.job_ttl, jobs_cancel_},
-      jobs_running_{ex}
+    : executor_{ex}, options_{options}, task_slots_{ex, options.max_running_tasks},
+      jobs_{options.max_jobs, options.job_ttl, jobs_cancel_}, jobs_running_{ex}
 {
     if (options_.tasks > options_.max_tasks || options_.concurrency > options_.max_concurrency ||
         options_.task_time > options_.max_task_time) {
-        throw std::invalid_argument{"tame-sync-data: the default batch (--tasks, --concurrency, --task-ms) "
-                                    "must lie within --max-tasks, --max-concurrency and --max-task-ms"};
+        throw std::invalid_argument{
+            "tame-sync-data: the default batch (--tasks, --concurrency, --task-ms) "
+            "must lie within --max-tasks, --max-concurrency and --max-task-ms"};
     }
 }
 
@@ -90,11 +96,15 @@ void sync_data_service::add_routes(http::router& routes)
 void sync_data_service::add_metrics(http::metrics_registry& metrics)
 {
     metrics.add_semaphore("sync_tasks", task_slots_);
-    metrics.add(http::metric_type::counter, "tame_sync_tasks_done_total", "Sync tasks finished, over all batches.", "",
-                [this] { return static_cast<double>(tasks_done_.load(std::memory_order_relaxed)); });
-    metrics.add(http::metric_type::gauge, "tame_sync_jobs_running", "Async sync batches running now.", "",
+    metrics.add(http::metric_type::counter, "tame_sync_tasks_done_total",
+                "Sync tasks finished, over all batches.", "", [this] {
+                    return static_cast<double>(tasks_done_.load(std::memory_order_relaxed));
+                });
+    metrics.add(http::metric_type::gauge, "tame_sync_jobs_running",
+                "Async sync batches running now.", "",
                 [this] { return static_cast<double>(jobs_.running()); });
-    metrics.add(http::metric_type::gauge, "tame_sync_jobs_kept", "Async sync batches kept, running or finished.", "",
+    metrics.add(http::metric_type::gauge, "tame_sync_jobs_kept",
+                "Async sync batches kept, running or finished.", "",
                 [this] { return static_cast<double>(jobs_.size()); });
 }
 
@@ -116,9 +126,10 @@ sync_batch_spec sync_data_service::batch_from(const http::request_context& ctx) 
 {
     sync_batch_spec spec;
     spec.tasks = query_number(ctx, "tasks", options_.tasks, 1, options_.max_tasks);
-    spec.concurrency = query_number(ctx, "concurrency", options_.concurrency, 1, options_.max_concurrency);
-    spec.task_time = std::chrono::milliseconds{query_number(ctx, "task_ms", options_.task_time.count(), 0,
-                                                            options_.max_task_time.count())};
+    spec.concurrency =
+        query_number(ctx, "concurrency", options_.concurrency, 1, options_.max_concurrency);
+    spec.task_time = std::chrono::milliseconds{query_number(
+        ctx, "task_ms", options_.task_time.count(), 0, options_.max_task_time.count())};
     return spec;
 }
 
@@ -162,7 +173,8 @@ http::response sync_data_service::start_job(const sync_batch_spec& spec)
     auto job = jobs_.create(spec);
     if (!job) {
         auto res = http::error_response(http::status::service_unavailable,
-                                        std::to_string(options_.max_jobs) + " sync jobs are running already");
+                                        std::to_string(options_.max_jobs) +
+                                            " sync jobs are running already");
         res.set(http::field::retry_after, "10");
         return res;
     }
@@ -171,12 +183,13 @@ http::response sync_data_service::start_job(const sync_batch_spec& spec)
     // cancels it, and the io_context runs until it has ended.
     auto strand = asio::make_strand(executor_);
     jobs_running_.add();
-    asio::co_spawn(strand, run_sync_batch(executor_, spec, job->progress, task_slots_),
-                   job->cancel.bind(asio::bind_executor(strand, [this, job](std::exception_ptr failure) {
-                       tasks_done_.fetch_add(job->progress->done.load(), std::memory_order_relaxed);
-                       jobs_.finish(*job, failure);
-                       jobs_running_.done(); // last: async_stop() may let the service go
-                   })));
+    asio::co_spawn(
+        strand, run_sync_batch(executor_, spec, job->progress, task_slots_),
+        job->cancel.bind(asio::bind_executor(strand, [this, job](std::exception_ptr failure) {
+            tasks_done_.fetch_add(job->progress->done.load(), std::memory_order_relaxed);
+            jobs_.finish(*job, failure);
+            jobs_running_.done(); // last: async_stop() may let the service go
+        })));
     auto res = http::json_response(http::status::accepted, {
                                                                {"id", job->id},
                                                                {"state", "running"},
@@ -192,7 +205,8 @@ asio::awaitable<http::response> sync_data_service::job_status(http::request_cont
 {
     auto job = jobs_.find(ctx.path_param("id"));
     if (!job) {
-        throw http::http_error{http::status::not_found, "no sync job " + ctx.path_param("id") + " (or it expired)"};
+        throw http::http_error{http::status::not_found,
+                               "no sync job " + ctx.path_param("id") + " (or it expired)"};
     }
     co_return http::json_response(job->describe());
 }
@@ -201,10 +215,12 @@ asio::awaitable<http::response> sync_data_service::cancel_job(http::request_cont
 {
     auto job = jobs_.find(ctx.path_param("id"));
     if (!job) {
-        throw http::http_error{http::status::not_found, "no sync job " + ctx.path_param("id") + " (or it expired)"};
+        throw http::http_error{http::status::not_found,
+                               "no sync job " + ctx.path_param("id") + " (or it expired)"};
     }
     if (job->current() != sync_job::state::running) {
-        throw http::http_error{http::status::conflict, "sync job " + job->id + " has ended already"};
+        throw http::http_error{http::status::conflict,
+                               "sync job " + job->id + " has ended already"};
     }
     // Cancelling is asynchronous: the job reports `cancelled` once its tasks
     // have ended, which GET /jobs/{id} shows.

@@ -34,7 +34,8 @@ struct sync_data_options {
 };
 
 /// Adds tame-sync-data's flags, bound to `options`.
-void add_sync_data_options(boost::program_options::options_description& description, sync_data_options& options);
+void add_sync_data_options(boost::program_options::options_description& description,
+                           sync_data_options& options);
 
 /// POST /sync-data, GET and DELETE /jobs/{id}: the bounded-concurrency batch of
 /// the source article (DESIGN.md, "Sample services").
@@ -45,7 +46,7 @@ void add_sync_data_options(boost::program_options::options_description& descript
 /// - `?async=1` answers 202 at once; the batch then belongs to the service,
 ///   which async_stop() cancels.
 class sync_data_service : public sample_service {
-public:
+  public:
     sync_data_service(const boost::asio::any_io_executor& ex, sync_data_options options);
     /// Cancels what still runs without waiting: destroy the service after
     /// async_stop() has completed, or once its io_context no longer runs.
@@ -62,7 +63,7 @@ public:
     /// Sync tasks running now, over all batches.
     std::size_t running_tasks() const noexcept;
 
-private:
+  private:
     boost::asio::awaitable<http::response> sync_data(http::request_context& ctx);
     boost::asio::awaitable<http::response> job_status(http::request_context& ctx);
     boost::asio::awaitable<http::response> cancel_job(http::request_context& ctx);

@@ -16,10 +16,14 @@ namespace {
 const char* state_name(sync_job::state s)
 {
     switch (s) {
-    case sync_job::state::running: return "running";
-    case sync_job::state::done: return "done";
-    case sync_job::state::cancelled: return "cancelled";
-    case sync_job::state::failed: return "failed";
+    case sync_job::state::running:
+        return "running";
+    case sync_job::state::done:
+        return "done";
+    case sync_job::state::cancelled:
+        return "cancelled";
+    case sync_job::state::failed:
+        return "failed";
     }
     return "unknown";
 }
@@ -49,7 +53,8 @@ boost::json::object sync_job::describe() const
     return out;
 }
 
-sync_job_registry::sync_job_registry(std::size_t max_jobs, std::chrono::seconds ttl, tame::cancel_source parent)
+sync_job_registry::sync_job_registry(std::size_t max_jobs, std::chrono::seconds ttl,
+                                     tame::cancel_source parent)
     : max_jobs_{max_jobs}, ttl_{ttl}, parent_{std::move(parent)}
 {
 }
@@ -92,7 +97,8 @@ void sync_job_registry::finish(sync_job& job, std::exception_ptr failure)
         } catch (const boost::system::system_error& e) {
             // A job stopped by its DELETE, or by the service's async_stop() (whose
             // semaphore close() may reach a waiting task first).
-            const bool cancelled = e.code() == boost::asio::error::operation_aborted || e.code() == tame::errc::closed;
+            const bool cancelled =
+                e.code() == boost::asio::error::operation_aborted || e.code() == tame::errc::closed;
             end = cancelled ? sync_job::state::cancelled : sync_job::state::failed;
             error = cancelled ? std::string{} : e.what();
         } catch (const std::exception& e) {
@@ -141,7 +147,8 @@ bool sync_job_registry::forget_oldest_finished()
     for (auto it = jobs_.begin(); it != jobs_.end(); ++it) {
         const sync_job& job = *it->second;
         const std::lock_guard lock{job.mutex_};
-        if (job.state_ != sync_job::state::running && (oldest == jobs_.end() || job.finished_ < oldest_end)) {
+        if (job.state_ != sync_job::state::running &&
+            (oldest == jobs_.end() || job.finished_ < oldest_end)) {
             oldest = it;
             oldest_end = job.finished_;
         }

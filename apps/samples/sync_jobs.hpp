@@ -33,7 +33,7 @@ struct sync_job {
     boost::json::object describe() const;
     state current() const;
 
-private:
+  private:
     friend class sync_job_registry;
     mutable std::mutex mutex_;
     state state_ = state::running;
@@ -48,7 +48,7 @@ private:
 ///
 /// Thread-safe.
 class sync_job_registry {
-public:
+  public:
     sync_job_registry(std::size_t max_jobs, std::chrono::seconds ttl, tame::cancel_source parent);
 
     /// A new running job for `spec`, or null when `max_jobs` are running.
@@ -67,7 +67,7 @@ public:
     /// Jobs kept now, running or finished.
     std::size_t size() const;
 
-private:
+  private:
     void forget_expired(sync_job::clock::time_point now);
     bool forget_oldest_finished();
 

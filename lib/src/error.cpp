@@ -8,17 +8,14 @@ namespace tame {
 namespace {
 
 class tame_category final : public boost::system::error_category {
-public:
+  public:
     // A fixed id lets two copies of this category (say, one per shared library)
     // still compare equal, as Boost.System recommends for library categories.
     constexpr tame_category() noexcept : error_category{0x7a3e'5c1d'9b20'4f68} {}
 
     const char* name() const noexcept override { return "tame"; }
 
-    std::string message(int value) const override
-    {
-        return message(value, nullptr, 0);
-    }
+    std::string message(int value) const override { return message(value, nullptr, 0); }
 
     const char* message(int value, char*, std::size_t) const noexcept override
     {

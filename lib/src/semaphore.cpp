@@ -154,8 +154,8 @@ semaphore_stats semaphore_state::stats() const
 {
     std::lock_guard lock{mutex_};
     semaphore_stats s;
-    s.acquired = acquired_.load(std::memory_order_relaxed) +
-                 tally_of(word_.load(std::memory_order_relaxed));
+    s.acquired =
+        acquired_.load(std::memory_order_relaxed) + tally_of(word_.load(std::memory_order_relaxed));
     s.waited = waited_;
     s.cancelled = cancelled_;
     s.max_waiting = max_waiting_;
@@ -176,13 +176,11 @@ bool semaphore_state::take_or_raise_flag_locked(std::size_t n) noexcept
         if (free_of(word) >= n) {
             // No reference is taken: the waiter's own goes to its permit.
             if (word_.compare_exchange_weak(word, word - (std::uint64_t{n} << free_shift),
-                                            std::memory_order_acquire,
-                                            std::memory_order_relaxed)) {
+                                            std::memory_order_acquire, std::memory_order_relaxed)) {
                 acquired_.fetch_add(1, std::memory_order_relaxed);
                 return true;
             }
-        } else if (word_.compare_exchange_weak(word, word | slow_path,
-                                               std::memory_order_acq_rel,
+        } else if (word_.compare_exchange_weak(word, word | slow_path, std::memory_order_acq_rel,
                                                std::memory_order_relaxed)) {
             return false;
         }

@@ -40,7 +40,7 @@ constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 /// reads each request's head, then plays `script` on the socket. Afterwards it
 /// reads until the caller closes the connection, and counts that.
 class raw_upstream {
-public:
+  public:
     using script = std::function<asio::awaitable<void>(raw_upstream&, tcp::socket&)>;
 
     explicit raw_upstream(script s) : script_{std::move(s)}
@@ -89,7 +89,7 @@ public:
     std::atomic<int> closed_by_caller{0};
     std::atomic<std::size_t> sent{0};
 
-private:
+  private:
     asio::awaitable<void> accept_loop()
     {
         for (;;) {
@@ -105,7 +105,8 @@ private:
     asio::awaitable<void> serve(std::shared_ptr<tcp::socket> socket)
     {
         std::string head;
-        auto [ec, n] = co_await asio::async_read_until(*socket, asio::dynamic_buffer(head), "\r\n\r\n", use_tuple);
+        auto [ec, n] = co_await asio::async_read_until(*socket, asio::dynamic_buffer(head),
+                                                       "\r\n\r\n", use_tuple);
         if (ec) {
             co_return;
         }
@@ -116,7 +117,8 @@ private:
         }
         std::array<char, 4096> scratch;
         for (;;) {
-            auto [read_ec, read] = co_await socket->async_read_some(asio::buffer(scratch), use_tuple);
+            auto [read_ec, read] =
+                co_await socket->async_read_some(asio::buffer(scratch), use_tuple);
             if (read_ec) {
                 if (read_ec != asio::error::operation_aborted) {
                     ++closed_by_caller;
@@ -172,7 +174,9 @@ std::string failed_calls(diagnose_host& host)
     const auto text = host.server().metrics().render();
     const std::string series = "tame_diagnose_upstream_calls_total{outcome=\"failed\"} ";
     const auto at = text.find(series);
-    return at == std::string::npos ? "" : text.substr(at + series.size(), text.find('\n', at) - at - series.size());
+    return at == std::string::npos
+               ? ""
+               : text.substr(at + series.size(), text.find('\n', at) - at - series.size());
 }
 
 } // namespace
@@ -197,8 +201,9 @@ TEST_CASE("diagnose answers 502 at once when the upstream closes without answeri
 TEST_CASE("diagnose answers 502 at once when the upstream resets the connection mid-response")
 {
     raw_upstream upstream{[](raw_upstream&, tcp::socket& socket) -> asio::awaitable<void> {
-        const std::string part = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n"
-                                 "{\"diagnoses\":[{\"cond";
+        const std::string part =
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+            "{\"diagnoses\":[{\"cond";
         co_await asio::async_write(socket, asio::buffer(part), asio::use_awaitable);
         // Give the caller time to read the part, then reset (SO_LINGER 0: RST, not FIN).
         asio::steady_timer pause{co_await asio::this_coro::executor, 50ms};
@@ -221,7 +226,8 @@ TEST_CASE("diagnose answers 502 at once when the upstream resets the connection 
     CHECK(upstream.requests == 2);
 }
 
-TEST_CASE("diagnose answers 408 at the deadline when the upstream stalls, and closes its connection")
+TEST_CASE(
+    "diagnose answers 408 at the deadline when the upstream stalls, and closes its connection")
 {
     raw_upstream upstream{[](raw_upstream&, tcp::socket&) -> asio::awaitable<void> { co_return; }};
     diagnose_host host{upstream_at(upstream.url(), 300ms)};
@@ -240,7 +246,8 @@ TEST_CASE("diagnose answers 502 at once when the upstream answers something othe
 {
     raw_upstream upstream{[](raw_upstream&, tcp::socket& socket) -> asio::awaitable<void> {
         // Then stays silent: the answer must come from the parser, not a timeout.
-        const std::string garbage = "SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n\x01\x02\x03 not http at all\r\n\r\n";
+        const std::string garbage =
+            "SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n\x01\x02\x03 not http at all\r\n\r\n";
         co_await asio::async_write(socket, asio::buffer(garbage), asio::use_awaitable);
     }};
     diagnose_host host{upstream_at(upstream.url())};
@@ -259,12 +266,14 @@ TEST_CASE("diagnose answers 502 at once to an endless body and stops reading it 
     std::string chunk;
     SECTION("chunked")
     {
-        head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
+        head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: "
+               "chunked\r\n\r\n";
         chunk = "10000\r\n" + std::string(0x10000, ' ') + "\r\n";
     }
     SECTION("with a huge Content-Length")
     {
-        head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000000000000\r\n\r\n";
+        head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+               "1000000000000\r\n\r\n";
         chunk = std::string(0x10000, ' ');
     }
     raw_upstream upstream{[&](raw_upstream& self, tcp::socket& socket) -> asio::awaitable<void> {

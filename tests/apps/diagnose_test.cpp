@@ -45,8 +45,8 @@ struct fake_upstream {
     {
     }
 
-    static http::router routes(std::chrono::milliseconds delay, http::status status, std::string body,
-                               std::shared_ptr<seen> log)
+    static http::router routes(std::chrono::milliseconds delay, http::status status,
+                               std::string body, std::shared_ptr<seen> log)
     {
         http::router r;
         r.get("/dx", [=](http::request_context& ctx) -> asio::awaitable<http::response> {
@@ -95,7 +95,8 @@ TEST_CASE("diagnose answers 200 with the upstream's data when it answers in time
     const auto& data = a->object().at("data").as_object();
     CHECK(data.at("symptoms").as_string() == "fever,cough");
     CHECK(data.at("diagnoses").as_array().size() == 4);
-    CHECK(host.service().upstream() == "http://127.0.0.1:" + std::to_string(host.port()) + "/upstream/diagnoses");
+    CHECK(host.service().upstream() ==
+          "http://127.0.0.1:" + std::to_string(host.port()) + "/upstream/diagnoses");
 }
 
 TEST_CASE("diagnose without symptoms is a 400")
@@ -134,7 +135,8 @@ TEST_CASE("the embedded upstream counts a caller that hung up at the deadline")
     CHECK(a->status() == 408);
     CHECK(eventually([&] { return host.service().upstream_abandoned() == 1; }, 2000ms));
     const auto metrics = host.server().metrics().render();
-    CHECK(metrics.find("tame_diagnose_upstream_calls_total{outcome=\"timed_out\"} 1") != std::string::npos);
+    CHECK(metrics.find("tame_diagnose_upstream_calls_total{outcome=\"timed_out\"} 1") !=
+          std::string::npos);
 }
 
 TEST_CASE("symptoms reach the upstream encoded and decoded intact")
@@ -217,13 +219,14 @@ TEST_CASE("diagnose answers 502 when the upstream answers malformed JSON")
     REQUIRE(a);
     CHECK(a->status() == 502);
     CHECK(a->error().find("malformed JSON") != std::string::npos);
-    CHECK(host.server().metrics().render().find("tame_diagnose_upstream_calls_total{outcome=\"failed\"} 1") !=
-          std::string::npos);
+    CHECK(host.server().metrics().render().find(
+              "tame_diagnose_upstream_calls_total{outcome=\"failed\"} 1") != std::string::npos);
 }
 
 TEST_CASE("an upstream that is not an http URL is refused")
 {
-    for (const char* url : {"ftp://example.com/dx", "https://example.com/dx", "not a url", "http://"}) {
+    for (const char* url :
+         {"ftp://example.com/dx", "https://example.com/dx", "not a url", "http://"}) {
         INFO(url);
         diagnose_options options;
         options.upstream = url;

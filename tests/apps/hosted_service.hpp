@@ -33,11 +33,12 @@ using namespace std::chrono_literals;
 /// shuts it down (no drain) and stops the service, as the apps do.
 template <class Service>
 class hosted_service {
-public:
+  public:
     template <class Options>
     explicit hosted_service(Options options, int threads = 2,
                             http::server_options server_options = tame_test::test_options())
-        : service_{make(io_, std::move(options))}, host_{io_, {&service_}, std::move(server_options)}
+        : service_{make(io_, std::move(options))}, host_{
+                                                       io_, {&service_}, std::move(server_options)}
     {
         host_.start();
         for (int i = 0; i < threads; ++i) {
@@ -79,7 +80,7 @@ public:
     http::server& server() noexcept { return host_.server(); }
     std::uint16_t port() const { return host_.server().local_endpoint().port(); }
 
-private:
+  private:
     template <class Options>
     static Service make(asio::io_context& io, Options options)
     {
@@ -113,12 +114,14 @@ struct answer {
 
 /// Sends one request on a new connection and reads the answer; nothing when
 /// no answer came within `limit`.
-inline std::optional<answer> call(std::uint16_t port, std::string_view method, std::string_view target,
-                                  std::string_view body = {}, std::chrono::seconds limit = 20s)
+inline std::optional<answer> call(std::uint16_t port, std::string_view method,
+                                  std::string_view target, std::string_view body = {},
+                                  std::chrono::seconds limit = 20s)
 {
     tame_test::raw_client client{port};
     client.send(tame_test::request_text(
-        method, target, body.empty() ? std::string_view{} : "Content-Type: application/json\r\n", body));
+        method, target, body.empty() ? std::string_view{} : "Content-Type: application/json\r\n",
+        body));
     auto res = client.read_response(false, limit);
     if (!res) {
         return std::nullopt;
@@ -131,13 +134,15 @@ inline std::optional<answer> call(std::uint16_t port, std::string_view method, s
 
 /// The same request from `clients` threads at once; their answers.
 inline std::vector<std::optional<answer>> call_concurrently(std::size_t clients, std::uint16_t port,
-                                                            std::string_view method, std::string_view target,
+                                                            std::string_view method,
+                                                            std::string_view target,
                                                             std::string_view body = {})
 {
     std::vector<std::optional<answer>> answers(clients);
     std::vector<std::jthread> threads;
     for (auto& a : answers) {
-        threads.emplace_back([&a, port, method, target, body] { a = call(port, method, target, body); });
+        threads.emplace_back(
+            [&a, port, method, target, body] { a = call(port, method, target, body); });
     }
     threads.clear(); // joins
     return answers;
@@ -159,8 +164,9 @@ inline bool eventually(const std::function<bool()>& done, std::chrono::milliseco
 /// A JSON number as a double, whichever kind Boost.JSON stored.
 inline double number(const boost::json::value& v)
 {
-    return v.is_double() ? v.get_double() : v.is_int64() ? static_cast<double>(v.get_int64())
-                                                          : static_cast<double>(v.get_uint64());
+    return v.is_double()  ? v.get_double()
+           : v.is_int64() ? static_cast<double>(v.get_int64())
+                          : static_cast<double>(v.get_uint64());
 }
 
 } // namespace apps_test

@@ -113,7 +113,8 @@ TEST_CASE("the pool runs at most its capacity of reports over all requests")
     // 5 requests of 4 reports of 20 ms on a pool of 4: at least 5 rounds.
     report_host host{quick(4, 20ms), 2};
     const auto started = std::chrono::steady_clock::now();
-    const auto answers = call_concurrently(5, host.port(), "POST", "/reports/generate", R"({"reportIds":[1,2,3,4]})");
+    const auto answers = call_concurrently(5, host.port(), "POST", "/reports/generate",
+                                           R"({"reportIds":[1,2,3,4]})");
     CHECK(std::chrono::steady_clock::now() - started >= 100ms);
     for (const auto& a : answers) {
         REQUIRE(a);
@@ -187,7 +188,8 @@ TEST_CASE("a client that goes away cancels its reports")
     {
         tame_test::raw_client client{host.port()};
         const std::string body = R"({"reportIds":[1,2,3]})";
-        client.send(tame_test::request_text("POST", "/reports/generate", "Content-Type: application/json\r\n", body));
+        client.send(tame_test::request_text("POST", "/reports/generate",
+                                            "Content-Type: application/json\r\n", body));
         REQUIRE(eventually([&] { return host.service().pool().running() == 3; }));
         client.close();
     }
@@ -208,7 +210,8 @@ TEST_CASE("a shutdown lets report requests in flight finish, then closes the poo
     CHECK(host.service().pool().is_closed());
 }
 
-TEST_CASE("a storm of clients leaving at once cancels reports that never end, running or waiting for a slot")
+TEST_CASE("a storm of clients leaving at once cancels reports that never end, running or waiting "
+          "for a slot")
 {
     // 100 requests of one report that takes an hour, on a pool of 50: half of
     // them run a report, half wait in async_submit for a slot.
@@ -218,8 +221,8 @@ TEST_CASE("a storm of clients leaving at once cancels reports that never end, ru
     for (int i = 0; i < clients; ++i) {
         leaving.push_back(std::make_unique<tame_test::raw_client>(host.port()));
         const std::string body = R"({"reportIds":[)" + std::to_string(i + 1) + "]}";
-        leaving.back()->send(
-            tame_test::request_text("POST", "/reports/generate", "Content-Type: application/json\r\n", body));
+        leaving.back()->send(tame_test::request_text("POST", "/reports/generate",
+                                                     "Content-Type: application/json\r\n", body));
     }
     REQUIRE(eventually([&] {
         const auto s = host.service().pool().stats();
@@ -243,8 +246,8 @@ TEST_CASE("a storm of clients leaving at once cancels reports that never end, ru
     CHECK(!host.service().pool().is_closed());
     // The service goes on: a new request gets a slot for its report at once.
     tame_test::raw_client next{host.port()};
-    next.send(tame_test::request_text("POST", "/reports/generate", "Content-Type: application/json\r\n",
-                                      R"({"reportIds":[7]})"));
+    next.send(tame_test::request_text(
+        "POST", "/reports/generate", "Content-Type: application/json\r\n", R"({"reportIds":[7]})"));
     CHECK(eventually([&] { return host.service().pool().running() == 1; }));
     auto health = call(host.port(), "GET", "/healthz");
     REQUIRE(health);

@@ -19,10 +19,10 @@ namespace {
 /// The three services on one server, as tame-samples runs them.
 struct all_services {
     explicit all_services(int threads = 2)
-        : sync{io.get_executor(), sync_options()},
-          reports{io.get_executor(), report_options()},
-          diagnosis{diagnose_options()},
-          host{io, {&sync, &reports, &diagnosis}, tame_test::test_options()}
+        : sync{io.get_executor(), sync_options()}, reports{io.get_executor(), report_options()},
+          diagnosis{diagnose_options()}, host{io,
+                                              {&sync, &reports, &diagnosis},
+                                              tame_test::test_options()}
     {
         host.start();
         for (int i = 0; i < threads; ++i) {
@@ -87,7 +87,8 @@ struct all_flags {
 };
 
 /// parse_command_line() on `args` (the program name first).
-std::optional<int> parse(std::vector<const char*> args, const boost::program_options::options_description& flags)
+std::optional<int> parse(std::vector<const char*> args,
+                         const boost::program_options::options_description& flags)
 {
     return samples::parse_command_line(static_cast<int>(args.size()), args.data(), flags);
 }
@@ -114,11 +115,12 @@ TEST_CASE("one server serves the three services, health and metrics")
     REQUIRE(metrics);
     const auto& text = metrics->response.body();
     CHECK(tame_test::prometheus_problem(text).empty());
-    for (const char* series : {"tame_semaphore_capacity{semaphore=\"sync_tasks\"} 10000",
-                               "tame_pool_capacity{pool=\"reports\"} 100", "tame_pool_completed_total{pool=\"reports\"} 1",
-                               "tame_sync_tasks_done_total 10",
-                               "tame_diagnose_upstream_calls_total{outcome=\"answered\"} 1",
-                               "tame_http_requests_total{route=\"POST /sync-data\",code=\"200\"} 1"}) {
+    for (const char* series :
+         {"tame_semaphore_capacity{semaphore=\"sync_tasks\"} 10000",
+          "tame_pool_capacity{pool=\"reports\"} 100",
+          "tame_pool_completed_total{pool=\"reports\"} 1", "tame_sync_tasks_done_total 10",
+          "tame_diagnose_upstream_calls_total{outcome=\"answered\"} 1",
+          "tame_http_requests_total{route=\"POST /sync-data\",code=\"200\"} 1"}) {
         INFO(series);
         CHECK(text.find(series) != std::string::npos);
     }
@@ -128,8 +130,8 @@ TEST_CASE("the common flags parse into the app's options")
 {
     samples::app_options app;
     auto flags = samples::describe_app_options("test", app);
-    REQUIRE_FALSE(parse({"app", "--address", "0.0.0.0", "--port", "9000", "--threads", "1", "--drain-ms", "250",
-                         "--max-in-flight", "50", "--quiet"},
+    REQUIRE_FALSE(parse({"app", "--address", "0.0.0.0", "--port", "9000", "--threads", "1",
+                         "--drain-ms", "250", "--max-in-flight", "50", "--quiet"},
                         flags));
     CHECK(app.address == "0.0.0.0");
     CHECK(app.port == 9000);
@@ -145,9 +147,27 @@ TEST_CASE("the common flags parse into the app's options")
 TEST_CASE("each service's flags parse into its options")
 {
     all_flags all;
-    REQUIRE_FALSE(parse({"app", "--tasks", "50", "--concurrency", "5", "--task-ms", "7", "--job-ttl-s", "30",
-                         "--pool-size", "8", "--report-ms", "9", "--nonblocking", "--fail-ids", "3", "4",
-                         "--upstream", "http://10.0.0.1:9000/dx", "--deadline-ms", "500"},
+    REQUIRE_FALSE(parse({"app",
+                         "--tasks",
+                         "50",
+                         "--concurrency",
+                         "5",
+                         "--task-ms",
+                         "7",
+                         "--job-ttl-s",
+                         "30",
+                         "--pool-size",
+                         "8",
+                         "--report-ms",
+                         "9",
+                         "--nonblocking",
+                         "--fail-ids",
+                         "3",
+                         "4",
+                         "--upstream",
+                         "http://10.0.0.1:9000/dx",
+                         "--deadline-ms",
+                         "500"},
                         all.flags));
     CHECK(all.sync.tasks == 50);
     CHECK(all.sync.concurrency == 5);
@@ -164,10 +184,12 @@ TEST_CASE("each service's flags parse into its options")
 TEST_CASE("help exits with 0 and bad flags exit with 2")
 {
     const std::vector<std::vector<const char*>> bad{
-        {"app", "--bogus"},          {"app", "--port", "70000"},      {"app", "--tasks", "0"},
-        {"app", "--task-ms", "-1"},  {"app", "--pool-size", "0"},     {"app", "--upstream", "ftp://x/dx"},
-        {"app", "--drain-ms", "-5"}, {"app", "--threads", "many"},    {"app", "--threads", "-1"},
-        {"app", "--threads", "5000"}, {"app", "--port", "-1"},        {"app", "9090"},
+        {"app", "--bogus"},          {"app", "--port", "70000"},
+        {"app", "--tasks", "0"},     {"app", "--task-ms", "-1"},
+        {"app", "--pool-size", "0"}, {"app", "--upstream", "ftp://x/dx"},
+        {"app", "--drain-ms", "-5"}, {"app", "--threads", "many"},
+        {"app", "--threads", "-1"},  {"app", "--threads", "5000"},
+        {"app", "--port", "-1"},     {"app", "9090"},
     };
     for (const auto& args : bad) {
         INFO(args[1]);
@@ -185,5 +207,6 @@ TEST_CASE("a default batch outside the query limits is refused at start")
     options.tasks = 10;
     options.max_tasks = 5;
     asio::io_context io;
-    CHECK_THROWS_AS((samples::sync_data_service{io.get_executor(), options}), std::invalid_argument);
+    CHECK_THROWS_AS((samples::sync_data_service{io.get_executor(), options}),
+                    std::invalid_argument);
 }

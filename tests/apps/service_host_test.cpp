@@ -24,7 +24,7 @@ namespace {
 /// A service whose routes are another's, counting the requests that reach
 /// their handlers: the requests the server began serving.
 class counted_service : public samples::sample_service {
-public:
+  public:
     explicit counted_service(samples::sample_service& inner) : inner_{inner} {}
 
     void add_routes(http::router& routes) override
@@ -34,7 +34,8 @@ public:
         for (std::size_t i = 0; i < own.size(); ++i) {
             const std::string& label = own.label(i); // "POST /sync-data"
             const auto space = label.find(' ');
-            routes.add(boost::beast::http::string_to_verb(label.substr(0, space)), label.substr(space + 1),
+            routes.add(boost::beast::http::string_to_verb(label.substr(0, space)),
+                       label.substr(space + 1),
                        [this, handle = own.handler_at(i)](http::request_context& ctx) {
                            ++begun;
                            return handle(ctx);
@@ -46,7 +47,7 @@ public:
 
     std::atomic<int> begun{0};
 
-private:
+  private:
     samples::sample_service& inner_;
 };
 
@@ -54,8 +55,9 @@ private:
 /// server's access log counting the answers by status.
 struct sync_and_reports {
     explicit sync_and_reports(std::chrono::milliseconds report_time)
-        : sync{io.get_executor(), samples::sync_data_options{}},
-          reports{io.get_executor(), report_options(report_time)},
+        : sync{io.get_executor(), samples::sync_data_options{}}, reports{io.get_executor(),
+                                                                         report_options(
+                                                                             report_time)},
           host{io, {&counted_sync, &counted_reports}, server_options()}
     {
         host.start();
@@ -145,9 +147,10 @@ outcome one_request(std::uint16_t port, int i, const std::string& sync_target)
     }
     const std::string body = R"({"reportIds":[1,2]})";
     try {
-        client->send(i % 2 == 0 ? tame_test::request_text("POST", sync_target)
-                                : tame_test::request_text("POST", "/reports/generate",
-                                                          "Content-Type: application/json\r\n", body));
+        client->send(i % 2 == 0
+                         ? tame_test::request_text("POST", sync_target)
+                         : tame_test::request_text("POST", "/reports/generate",
+                                                   "Content-Type: application/json\r\n", body));
     } catch (const boost::system::system_error&) {
         return {outcome::kind::closed, 0, {}};
     }
@@ -163,8 +166,8 @@ outcome one_request(std::uint16_t port, int i, const std::string& sync_target)
 
 /// Clients `first` to `first + count`, each on a thread of its own, writing
 /// their outcome into `out`.
-void start_clients(std::vector<std::jthread>& threads, std::vector<outcome>& out, int first, int count,
-                   std::uint16_t port, const std::string& sync_target)
+void start_clients(std::vector<std::jthread>& threads, std::vector<outcome>& out, int first,
+                   int count, std::uint16_t port, const std::string& sync_target)
 {
     for (int i = first; i < first + count; ++i) {
         threads.emplace_back([&out, i, port, sync_target] {
@@ -184,13 +187,14 @@ int connections_accepted(http::server& server)
 
 int count(const std::vector<outcome>& outcomes, outcome::kind what)
 {
-    return static_cast<int>(
-        std::count_if(outcomes.begin(), outcomes.end(), [what](const outcome& o) { return o.what == what; }));
+    return static_cast<int>(std::count_if(outcomes.begin(), outcomes.end(),
+                                          [what](const outcome& o) { return o.what == what; }));
 }
 
 } // namespace
 
-TEST_CASE("a shutdown under load answers every request the server began, and refuses the rest at connection level")
+TEST_CASE("a shutdown under load answers every request the server began, and refuses the rest at "
+          "connection level")
 {
     // 120 clients, half sync batches and half report requests of about 100 ms:
     // 80 in their handlers when the shutdown starts, 40 more connecting as it does.
@@ -213,8 +217,8 @@ TEST_CASE("a shutdown under load answers every request the server began, and ref
     const int refused = count(outcomes, outcome::kind::refused);
     const int closed = count(outcomes, outcome::kind::closed);
     const auto accepted = connections_accepted(services.host.server());
-    INFO("answered " << answered << ", refused " << refused << ", closed unanswered " << closed << ", accepted "
-                     << accepted);
+    INFO("answered " << answered << ", refused " << refused << ", closed unanswered " << closed
+                     << ", accepted " << accepted);
     // Every request the server began was answered, and every answer was a
     // success: the drain was long enough for all of them.
     CHECK(answered == services.begun());
@@ -247,7 +251,8 @@ TEST_CASE("a shutdown whose drain is too short answers 503 to every request in f
     sync_and_reports services{10000ms};
     std::vector<outcome> outcomes(in_flight);
     std::vector<std::jthread> clients;
-    start_clients(clients, outcomes, 0, in_flight, services.port(), "/sync-data?tasks=10&concurrency=1&task_ms=1000");
+    start_clients(clients, outcomes, 0, in_flight, services.port(),
+                  "/sync-data?tasks=10&concurrency=1&task_ms=1000");
     REQUIRE(eventually([&] { return services.begun() == in_flight; }));
 
     const auto started = std::chrono::steady_clock::now();

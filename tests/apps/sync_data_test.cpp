@@ -17,7 +17,8 @@ using sync_host = hosted_service<sync_data_service>;
 
 namespace {
 
-sync_data_options quick(std::size_t tasks = 20, std::size_t concurrency = 4, std::chrono::milliseconds task_time = 5ms)
+sync_data_options quick(std::size_t tasks = 20, std::size_t concurrency = 4,
+                        std::chrono::milliseconds task_time = 5ms)
 {
     sync_data_options options;
     options.tasks = tasks;
@@ -34,7 +35,8 @@ std::string job_id(const answer& a)
 std::string job_state(std::uint16_t port, const std::string& id)
 {
     auto a = call(port, "GET", "/jobs/" + id);
-    return a && a->status() == 200 ? std::string{a->object().at("state").as_string()} : "http error";
+    return a && a->status() == 200 ? std::string{a->object().at("state").as_string()}
+                                   : "http error";
 }
 
 } // namespace
@@ -102,8 +104,10 @@ TEST_CASE("the service-wide cap holds back tasks of batches that run together")
     }
     // Three batches of 12 tasks, 4 permits in all: 9 rounds of 10 ms at least.
     const auto metrics = host.server().metrics().render();
-    CHECK(metrics.find("tame_semaphore_acquired_total{semaphore=\"sync_tasks\"} 36") != std::string::npos);
-    CHECK(metrics.find("tame_semaphore_waited_total{semaphore=\"sync_tasks\"} 0") == std::string::npos);
+    CHECK(metrics.find("tame_semaphore_acquired_total{semaphore=\"sync_tasks\"} 36") !=
+          std::string::npos);
+    CHECK(metrics.find("tame_semaphore_waited_total{semaphore=\"sync_tasks\"} 0") ==
+          std::string::npos);
 }
 
 TEST_CASE("malformed or out-of-range query parameters get 400 with a reason")
@@ -112,9 +116,15 @@ TEST_CASE("malformed or out-of-range query parameters get 400 with a reason")
     options.max_tasks = 50;
     sync_host host{options};
     const std::vector<std::pair<std::string, std::string>> cases{
-        {"tasks=0", "tasks"},          {"tasks=51", "tasks"},         {"tasks=abc", "tasks"},
-        {"tasks=", "tasks"},           {"tasks=-1", "tasks"},         {"tasks=1.5", "tasks"},
-        {"concurrency=0", "concurrency"}, {"concurrency=1001", "concurrency"}, {"task_ms=60001", "task_ms"},
+        {"tasks=0", "tasks"},
+        {"tasks=51", "tasks"},
+        {"tasks=abc", "tasks"},
+        {"tasks=", "tasks"},
+        {"tasks=-1", "tasks"},
+        {"tasks=1.5", "tasks"},
+        {"concurrency=0", "concurrency"},
+        {"concurrency=1001", "concurrency"},
+        {"task_ms=60001", "task_ms"},
         {"async=maybe", "async"},
     };
     for (const auto& [query, name] : cases) {
@@ -188,7 +198,8 @@ TEST_CASE("a finished job expires after its time to live")
     REQUIRE(started);
     const auto id = job_id(*started);
     REQUIRE(eventually([&] { return job_state(host.port(), id) == "done"; }));
-    REQUIRE(eventually([&] { return call(host.port(), "GET", "/jobs/" + id)->status() == 404; }, 3000ms));
+    REQUIRE(eventually([&] { return call(host.port(), "GET", "/jobs/" + id)->status() == 404; },
+                       3000ms));
     CHECK(host.service().jobs().size() == 0);
 }
 
@@ -231,7 +242,8 @@ TEST_CASE("a client that disconnects from a sync batch cancels the tasks not yet
     REQUIRE(eventually([&] { return host.service().running_tasks() == 0; }, 2000ms));
     const auto metrics = host.server().metrics().render();
     CHECK(metrics.find("tame_sync_tasks_done_total 100") == std::string::npos);
-    CHECK(metrics.find("tame_semaphore_available{semaphore=\"sync_tasks\"} 10000") != std::string::npos);
+    CHECK(metrics.find("tame_semaphore_available{semaphore=\"sync_tasks\"} 10000") !=
+          std::string::npos);
 }
 
 TEST_CASE("a shutdown lets a sync batch in flight finish within the drain")
@@ -289,7 +301,8 @@ TEST_CASE("deleting a job that has ended is a 409")
     CHECK(job_state(host.port(), id) == "done");
 }
 
-TEST_CASE("a storm of clients leaving at once cancels their batches, running or waiting for the service-wide cap")
+TEST_CASE("a storm of clients leaving at once cancels their batches, running or waiting for the "
+          "service-wide cap")
 {
     // 100 batches of 2 tasks of a minute each, under a cap of 100 tasks: half
     // of the tasks run, half wait for a permit of the service-wide semaphore.
@@ -306,7 +319,8 @@ TEST_CASE("a storm of clients leaving at once cancels their batches, running or 
         return host.server().metrics().render().find(series) != std::string::npos;
     };
     REQUIRE(eventually([&] { return host.service().running_tasks() == 100; }));
-    REQUIRE(eventually([&] { return metrics_show("tame_semaphore_waiting{semaphore=\"sync_tasks\"} 100\n"); }));
+    REQUIRE(eventually(
+        [&] { return metrics_show("tame_semaphore_waiting{semaphore=\"sync_tasks\"} 100\n"); }));
 
     leaving.clear(); // every client closes its connection
 

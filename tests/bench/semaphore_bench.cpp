@@ -268,10 +268,7 @@ void tame_memory_per_waiter(benchmark::State& state)
             state, io,
             [&] {
                 asio::co_spawn(
-                    io,
-                    [&]() -> asio::awaitable<void> {
-                        auto p = co_await sem.acquire();
-                    },
+                    io, [&]() -> asio::awaitable<void> { auto p = co_await sem.acquire(); },
                     asio::detached);
             },
             [&] { held.release(); });

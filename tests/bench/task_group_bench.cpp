@@ -216,7 +216,8 @@ void hand_spawned_strand_batch(benchmark::State& state)
     for (int i = 0; i < 8; ++i) {
         strands.push_back(asio::make_strand(io));
     }
-    hand_spawned(state, io, [&](int i) { return strands[static_cast<std::size_t>(i) % strands.size()]; });
+    hand_spawned(state, io,
+                 [&](int i) { return strands[static_cast<std::size_t>(i) % strands.size()]; });
 }
 BENCHMARK(hand_spawned_strand_batch)->Arg(0)->Arg(10);
 

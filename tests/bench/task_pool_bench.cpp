@@ -85,9 +85,7 @@ void post_plain(benchmark::State& state)
 {
     asio::io_context io{1};
     int done = 0;
-    in_batches(state, io, [&](int) {
-        asio::post(io, [&] { ++done; });
-    });
+    in_batches(state, io, [&](int) { asio::post(io, [&] { ++done; }); });
     benchmark::DoNotOptimize(done);
 }
 BENCHMARK(post_plain);
@@ -123,9 +121,7 @@ void pool_try_submit_plain(benchmark::State& state)
     asio::io_context io{1};
     tame::task_pool pool{io, free_admission()};
     int done = 0;
-    in_batches(state, io, [&](int) {
-        benchmark::DoNotOptimize(pool.try_submit([&] { ++done; }));
-    });
+    in_batches(state, io, [&](int) { benchmark::DoNotOptimize(pool.try_submit([&] { ++done; })); });
     benchmark::DoNotOptimize(done);
 }
 BENCHMARK(pool_try_submit_plain);
@@ -135,9 +131,7 @@ BENCHMARK(pool_try_submit_plain);
 void co_spawn_trivial(benchmark::State& state)
 {
     asio::io_context io{1};
-    in_batches(state, io, [&](int) {
-        asio::co_spawn(io, trivial_task, asio::detached);
-    });
+    in_batches(state, io, [&](int) { asio::co_spawn(io, trivial_task, asio::detached); });
 }
 BENCHMARK(co_spawn_trivial);
 
@@ -274,12 +268,15 @@ void pool_million_tasks(benchmark::State& state)
         tame::task_pool_options options;
         options.capacity = saturated_capacity;
         tame::task_pool pool{io, options};
-        asio::co_spawn(io, [&]() -> asio::awaitable<void> {
-            for (int i = 0; i < million; ++i) {
-                co_await pool.async_submit(short_task, asio::use_awaitable);
-            }
-            co_await pool.async_drain(asio::use_awaitable);
-        }, asio::detached);
+        asio::co_spawn(
+            io,
+            [&]() -> asio::awaitable<void> {
+                for (int i = 0; i < million; ++i) {
+                    co_await pool.async_submit(short_task, asio::use_awaitable);
+                }
+                co_await pool.async_drain(asio::use_awaitable);
+            },
+            asio::detached);
         io.run();
     }
     report_million(state);
@@ -293,24 +290,27 @@ void hand_million(benchmark::State& state, asio::io_context& io, TaskExecutor ta
                   SlotOf slot_of)
 {
     for (auto _ : state) {
-        asio::co_spawn(io, [&]() -> asio::awaitable<void> {
-            auto ex = co_await asio::this_coro::executor;
-            tame::async_semaphore slots{ex, saturated_capacity};
-            tame::wait_group running{ex};
-            for (int i = 0; i < million; ++i) {
-                tame::permit slot = co_await slots.acquire();
-                running.add();
-                asio::co_spawn(
-                    task_executor(i),
-                    [&, slot = std::move(slot)]() mutable -> asio::awaitable<void> {
-                        co_await short_task();
-                        slot.release();
-                        running.done();
-                    },
-                    asio::bind_cancellation_slot(slot_of(i), asio::detached));
-            }
-            co_await running.async_wait(asio::use_awaitable);
-        }, asio::detached);
+        asio::co_spawn(
+            io,
+            [&]() -> asio::awaitable<void> {
+                auto ex = co_await asio::this_coro::executor;
+                tame::async_semaphore slots{ex, saturated_capacity};
+                tame::wait_group running{ex};
+                for (int i = 0; i < million; ++i) {
+                    tame::permit slot = co_await slots.acquire();
+                    running.add();
+                    asio::co_spawn(
+                        task_executor(i),
+                        [&, slot = std::move(slot)]() mutable -> asio::awaitable<void> {
+                            co_await short_task();
+                            slot.release();
+                            running.done();
+                        },
+                        asio::bind_cancellation_slot(slot_of(i), asio::detached));
+                }
+                co_await running.async_wait(asio::use_awaitable);
+            },
+            asio::detached);
         io.run();
     }
     report_million(state);
@@ -319,8 +319,9 @@ void hand_million(benchmark::State& state, asio::io_context& io, TaskExecutor ta
 void permit_million_tasks(benchmark::State& state)
 {
     asio::io_context io{1};
-    hand_million(state, io, [&](int) { return io.get_executor(); },
-                 [](int) { return asio::cancellation_slot{}; });
+    hand_million(
+        state, io, [&](int) { return io.get_executor(); },
+        [](int) { return asio::cancellation_slot{}; });
 }
 BENCHMARK(permit_million_tasks)->Iterations(1)->Unit(benchmark::kMillisecond);
 

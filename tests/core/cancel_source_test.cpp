@@ -85,7 +85,8 @@ TEST_CASE("emit reaches every bound operation, of every kind", "[core][cancel_so
     CHECK(source.bound() == 0);
 }
 
-TEST_CASE("an operation bound after emit is cancelled as soon as it starts", "[core][cancel_source]")
+TEST_CASE("an operation bound after emit is cancelled as soon as it starts",
+          "[core][cancel_source]")
 {
     asio::io_context io;
     tame::cancel_source source;
@@ -131,9 +132,9 @@ TEST_CASE("emit delivers the cancellation type it is given", "[core][cancel_sour
     std::optional<asio::cancellation_type> seen;
     std::optional<error_code> ec;
 
-    tame_test::async_wait_for_cancellation(io.get_executor(), seen,
-                                           source.bind(asio::bind_executor(
-                                               io, [&](error_code e) { ec = e; })));
+    tame_test::async_wait_for_cancellation(
+        io.get_executor(), seen,
+        source.bind(asio::bind_executor(io, [&](error_code e) { ec = e; })));
     source.emit(asio::cancellation_type::partial);
     io.poll();
 
@@ -358,10 +359,10 @@ TEST_CASE("emit from another thread is delivered on the operation's executor",
     tame::cancel_source source;
     std::optional<asio::cancellation_type> seen;
     bool on_io_thread = false;
-    tame_test::async_wait_for_cancellation(io.get_executor(), seen,
-                                           source.bind(asio::bind_executor(io, [&](error_code) {
-                                               on_io_thread = io.get_executor().running_in_this_thread();
-                                           })));
+    tame_test::async_wait_for_cancellation(
+        io.get_executor(), seen, source.bind(asio::bind_executor(io, [&](error_code) {
+            on_io_thread = io.get_executor().running_in_this_thread();
+        })));
 
     std::thread emitter{[&] { source.emit(); }};
     emitter.join();
@@ -379,9 +380,7 @@ TEST_CASE("many operations that come and go leave the source empty", "[core][can
     tame::cancel_source source;
     int granted = 0;
     for (int i = 0; i < 100'000; ++i) {
-        sem.async_acquire(source.bind([&](error_code ec, tame::permit) {
-            granted += ec ? 0 : 1;
-        }));
+        sem.async_acquire(source.bind([&](error_code ec, tame::permit) { granted += ec ? 0 : 1; }));
         if (i % 1000 == 999) {
             io.poll();
             io.restart();

@@ -135,9 +135,9 @@ TEST_CASE("cancel_at cancels a socket read from a peer that never writes", "[cor
     std::array<char, 16> buffer{};
     std::optional<error_code> ec;
 
-    reader.async_read_some(asio::buffer(buffer),
-                           tame::cancel_at(manual_clock::now() + 1s,
-                                           [&](error_code e, std::size_t) { ec = e; }));
+    reader.async_read_some(
+        asio::buffer(buffer),
+        tame::cancel_at(manual_clock::now() + 1s, [&](error_code e, std::size_t) { ec = e; }));
     io.poll();
     REQUIRE_FALSE(ec);
     manual_clock::advance(1s);
@@ -169,8 +169,7 @@ TEST_CASE("cancel_at cancels a semaphore acquire that waits too long and leaks n
 
 TEST_CASE("cancel_at emits the cancellation type it was given", "[core][deadline]")
 {
-    const auto type = GENERATE(asio::cancellation_type::terminal,
-                               asio::cancellation_type::partial,
+    const auto type = GENERATE(asio::cancellation_type::terminal, asio::cancellation_type::partial,
                                asio::cancellation_type::total);
     asio::io_context io;
     std::optional<asio::cancellation_type> seen;
@@ -189,8 +188,7 @@ TEST_CASE("cancel_at emits the cancellation type it was given", "[core][deadline
     CHECK(ec == asio::error::operation_aborted);
 }
 
-TEST_CASE("cancel_after forwards a cancellation of the caller to the operation",
-          "[core][deadline]")
+TEST_CASE("cancel_after forwards a cancellation of the caller to the operation", "[core][deadline]")
 {
     asio::io_context io;
     asio::cancellation_signal caller;
@@ -199,10 +197,9 @@ TEST_CASE("cancel_after forwards a cancellation of the caller to the operation",
 
     tame_test::async_wait_for_cancellation(
         io.get_executor(), seen,
-        tame::cancel_after(1h, asio::bind_cancellation_slot(
-                                   caller.slot(), asio::bind_executor(io, [&](error_code) {
-                                       ++completions;
-                                   }))));
+        tame::cancel_after(
+            1h, asio::bind_cancellation_slot(
+                    caller.slot(), asio::bind_executor(io, [&](error_code) { ++completions; }))));
     caller.emit(asio::cancellation_type::partial);
     io.poll();
 
@@ -417,8 +414,7 @@ TEST_CASE("an acquire that times out under with_timeout leaves the semaphore who
         co_return p.count();
     };
 
-    asio::co_spawn(io, tame::with_deadline(take(), manual_clock::now() + 1s),
-                   record_outcome(out));
+    asio::co_spawn(io, tame::with_deadline(take(), manual_clock::now() + 1s), record_outcome(out));
     io.poll();
     manual_clock::advance(1s);
     io.poll();

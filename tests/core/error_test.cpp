@@ -23,8 +23,7 @@ TEST_CASE("every tame error has its own message", "[core][error]")
     CHECK(tame::error_code{errc::pool_overloaded}.message() == "pool is overloaded");
     CHECK(tame::error_code{errc::invalid_url}.message() == "invalid URL");
     CHECK(tame::error_code{errc::unsupported_scheme}.message() == "unsupported URL scheme");
-    CHECK(tame::error_code{99, tame::category()}.message() ==
-          "unknown tame error");
+    CHECK(tame::error_code{99, tame::category()}.message() == "unknown tame error");
 }
 
 TEST_CASE("timed_out matches the generic timed_out condition", "[core][error]")

@@ -136,8 +136,7 @@ TEST_CASE("a semaphore cannot be built or resized to zero permits", "[core][sema
     CHECK(sem.capacity() == 1);
 }
 
-TEST_CASE("a permit is move-only and gives its permits back when destroyed",
-          "[core][semaphore]")
+TEST_CASE("a permit is move-only and gives its permits back when destroyed", "[core][semaphore]")
 {
     static_assert(!std::is_copy_constructible_v<tame::permit>);
     static_assert(!std::is_copy_assignable_v<tame::permit>);
@@ -205,8 +204,7 @@ TEST_CASE("try_acquire never jumps the queue, even when enough permits are free"
     CHECK(sem.available() == 1);
 }
 
-TEST_CASE("try_acquire of zero or too many permits returns an empty permit",
-          "[core][semaphore]")
+TEST_CASE("try_acquire of zero or too many permits returns an empty permit", "[core][semaphore]")
 {
     asio::io_context io;
     tame::async_semaphore sem{io, 2};
@@ -219,8 +217,7 @@ TEST_CASE("try_acquire of zero or too many permits returns an empty permit",
 TEST_CASE("each cancellation type removes a waiting acquire with operation_aborted",
           "[core][semaphore]")
 {
-    const auto type = GENERATE(asio::cancellation_type::terminal,
-                               asio::cancellation_type::partial,
+    const auto type = GENERATE(asio::cancellation_type::terminal, asio::cancellation_type::partial,
                                asio::cancellation_type::total);
     asio::io_context io;
     tame::async_semaphore sem{io, 1};
@@ -242,8 +239,7 @@ TEST_CASE("each cancellation type removes a waiting acquire with operation_abort
     CHECK(sem.available() == 1);
 }
 
-TEST_CASE("cancelling the head waiter lets the waiters behind it through",
-          "[core][semaphore]")
+TEST_CASE("cancelling the head waiter lets the waiters behind it through", "[core][semaphore]")
 {
     asio::io_context io;
     tame::async_semaphore sem{io, 3};
@@ -394,8 +390,8 @@ TEST_CASE("random acquire, cancel and release steps never lose a permit", "[core
         case 1: {
             auto& op = ops.emplace_back(std::make_unique<pending>());
             const std::size_t n = 1 + rng() % capacity;
-            sem.async_acquire(n, asio::bind_cancellation_slot(op->signal.slot(),
-                                                              record(op->result)));
+            sem.async_acquire(n,
+                              asio::bind_cancellation_slot(op->signal.slot(), record(op->result)));
             break;
         }
         case 2:
@@ -536,8 +532,7 @@ TEST_CASE("shrinking the capacity is absorbed by later releases", "[core][semaph
     CHECK(sem.capacity() == 2);
 }
 
-TEST_CASE("growing after a shrink first cancels what the shrink still owed",
-          "[core][semaphore]")
+TEST_CASE("growing after a shrink first cancels what the shrink still owed", "[core][semaphore]")
 {
     asio::io_context io;
     tame::async_semaphore sem{io, 4};
@@ -569,8 +564,7 @@ TEST_CASE("a shrink below a waiter's request fails that waiter with invalid_argu
     CHECK(small.permit.count() == 1);
 }
 
-TEST_CASE("a shrink fails at once the waiters that could never be granted",
-          "[core][semaphore]")
+TEST_CASE("a shrink fails at once the waiters that could never be granted", "[core][semaphore]")
 {
     asio::io_context io;
     tame::async_semaphore sem{io, 4};
@@ -605,17 +599,15 @@ TEST_CASE("destroying the semaphore aborts its waiters", "[core][semaphore]")
     CHECK(result.ec == asio::error::operation_aborted);
 }
 
-TEST_CASE("a permit delivered to a handler that never runs is given back",
-          "[core][semaphore]")
+TEST_CASE("a permit delivered to a handler that never runs is given back", "[core][semaphore]")
 {
     asio::io_context io;
     tame::async_semaphore sem{io, 1};
     bool ran = false;
     {
         asio::io_context other;
-        sem.async_acquire(asio::bind_executor(other, [&](error_code, tame::permit) {
-            ran = true;
-        }));
+        sem.async_acquire(
+            asio::bind_executor(other, [&](error_code, tame::permit) { ran = true; }));
         CHECK(sem.available() == 0);
     } // `other` is destroyed with the completion still queued
 
@@ -668,8 +660,7 @@ TEST_CASE("acquire errors reach use_awaitable as system_error and as_tuple as co
     CHECK(returned == asio::error::invalid_argument);
 }
 
-TEST_CASE("acquire with deferred starts only when the operation is launched",
-          "[core][semaphore]")
+TEST_CASE("acquire with deferred starts only when the operation is launched", "[core][semaphore]")
 {
     asio::io_context io;
     tame::async_semaphore sem{io, 2};
@@ -696,14 +687,14 @@ TEST_CASE("acquire works with use_future", "[core][semaphore]")
     CHECK(sem.available() == 0);
 }
 
-TEST_CASE("acquire() takes a free permit without suspending the coroutine",
-          "[core][semaphore]")
+TEST_CASE("acquire() takes a free permit without suspending the coroutine", "[core][semaphore]")
 {
     asio::io_context io;
     tame::async_semaphore sem{io, 1};
     bool acquired = false;
     // The same coroutine without the acquire: how many handlers it takes to run.
-    asio::co_spawn(io, []() -> asio::awaitable<void> { co_return; }, asio::detached);
+    asio::co_spawn(
+        io, []() -> asio::awaitable<void> { co_return; }, asio::detached);
     const std::size_t baseline = io.poll();
     io.restart();
 
@@ -757,9 +748,8 @@ TEST_CASE("the handler runs on its associated strand", "[core][semaphore]")
     auto held = sem.try_acquire();
     auto strand = asio::make_strand(io);
     bool on_strand = false;
-    sem.async_acquire(asio::bind_executor(strand, [&](error_code, tame::permit) {
-        on_strand = strand.running_in_this_thread();
-    }));
+    sem.async_acquire(asio::bind_executor(
+        strand, [&](error_code, tame::permit) { on_strand = strand.running_in_this_thread(); }));
 
     held.release();
     io.poll();
@@ -767,8 +757,7 @@ TEST_CASE("the handler runs on its associated strand", "[core][semaphore]")
     CHECK(on_strand);
 }
 
-TEST_CASE("the handler runs on the io_context of its associated executor",
-          "[core][semaphore]")
+TEST_CASE("the handler runs on the io_context of its associated executor", "[core][semaphore]")
 {
     asio::io_context io;
     asio::io_context other;
@@ -785,8 +774,7 @@ TEST_CASE("the handler runs on the io_context of its associated executor",
     CHECK(result.permit);
 }
 
-TEST_CASE("a waiting acquire keeps its io_context from running out of work",
-          "[core][semaphore]")
+TEST_CASE("a waiting acquire keeps its io_context from running out of work", "[core][semaphore]")
 {
     asio::io_context io;
     tame::async_semaphore sem{io, 1};
@@ -827,8 +815,7 @@ TEST_CASE("stats count acquisitions, waits, cancellations and the most waiters",
     CHECK(stats.total_wait.count() > 0);
 }
 
-TEST_CASE("stats count every acquisition, including thousands without waiting",
-          "[core][semaphore]")
+TEST_CASE("stats count every acquisition, including thousands without waiting", "[core][semaphore]")
 {
     asio::io_context io;
     tame::async_semaphore sem{io, 2};

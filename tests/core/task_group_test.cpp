@@ -4,8 +4,8 @@
 #include <tame/semaphore.hpp>
 #include <tame_test/error_code_record.hpp>
 #include <tame_test/gate.hpp>
-#include <tame_test/sleeper.hpp>
 #include <tame_test/manual_clock.hpp>
+#include <tame_test/sleeper.hpp>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
@@ -37,8 +37,8 @@ using namespace std::chrono_literals;
 using tame::error_code;
 using tame_test::error_code_record;
 using tame_test::gate;
-using tame_test::sleeper;
 using tame_test::manual_clock;
+using tame_test::sleeper;
 
 namespace {
 
@@ -89,10 +89,12 @@ TEST_CASE("spawned tasks run and a join reports no failure", "[core][task_group]
     tame::task_group group{io};
     int ran = 0;
     for (int i = 0; i < 3; ++i) {
-        group.async_spawn([&]() -> asio::awaitable<void> {
-            ++ran;
-            co_return;
-        }, [](error_code) {});
+        group.async_spawn(
+            [&]() -> asio::awaitable<void> {
+                ++ran;
+                co_return;
+            },
+            [](error_code) {});
     }
     join_result join;
     group.async_join(join.handler());
@@ -130,8 +132,7 @@ TEST_CASE("a join waits until every task has ended", "[core][task_group]")
     CHECK(group.running() == 0);
 }
 
-TEST_CASE("a join with no task in flight completes at once, outside the call",
-          "[core][task_group]")
+TEST_CASE("a join with no task in flight completes at once, outside the call", "[core][task_group]")
 {
     asio::io_context io;
     tame::task_group group{io};
@@ -356,8 +357,7 @@ TEST_CASE("cancelling a waiting spawn leaves the group and its tasks alone", "[c
     CHECK_FALSE(join.failure);
 }
 
-TEST_CASE("a cancelled join cancels the group and still waits for its tasks",
-          "[core][task_group]")
+TEST_CASE("a cancelled join cancels the group and still waits for its tasks", "[core][task_group]")
 {
     asio::io_context io;
     gate door{io};
@@ -477,10 +477,12 @@ TEST_CASE("async_spawn and async_join work with deferred and use_future", "[core
     asio::io_context io;
     tame::task_group group{io};
     int ran = 0;
-    auto spawn = group.async_spawn([&]() -> asio::awaitable<void> {
-        ++ran;
-        co_return;
-    }, asio::deferred);
+    auto spawn = group.async_spawn(
+        [&]() -> asio::awaitable<void> {
+            ++ran;
+            co_return;
+        },
+        asio::deferred);
     io.poll();
     CHECK(ran == 0); // deferred: not started yet
     error_code_record spawned;

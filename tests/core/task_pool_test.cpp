@@ -77,17 +77,22 @@ TEST_CASE("a pool never runs more tasks than its capacity", "[core][task_pool]")
     tame::task_pool pool{io, capacity(10)};
     occupancy inside;
     int done = 0;
-    asio::co_spawn(io, [&]() -> asio::awaitable<void> {
-        for (int i = 0; i < 1000; ++i) {
-            co_await pool.async_submit([&]() -> asio::awaitable<void> {
-                inside.enter();
-                asio::steady_timer timer{co_await asio::this_coro::executor, 1ms};
-                co_await timer.async_wait(asio::use_awaitable);
-                inside.leave();
-                ++done;
-            }, asio::use_awaitable);
-        }
-    }, asio::detached);
+    asio::co_spawn(
+        io,
+        [&]() -> asio::awaitable<void> {
+            for (int i = 0; i < 1000; ++i) {
+                co_await pool.async_submit(
+                    [&]() -> asio::awaitable<void> {
+                        inside.enter();
+                        asio::steady_timer timer{co_await asio::this_coro::executor, 1ms};
+                        co_await timer.async_wait(asio::use_awaitable);
+                        inside.leave();
+                        ++done;
+                    },
+                    asio::use_awaitable);
+            }
+        },
+        asio::detached);
 
     io.run();
 
@@ -116,8 +121,7 @@ TEST_CASE("waiting submitters are admitted in FIFO order", "[core][task_pool]")
     CHECK(order == std::vector<int>{0, 1, 2, 3, 4});
 }
 
-TEST_CASE("async_submit completes once its task has started, not when it ends",
-          "[core][task_pool]")
+TEST_CASE("async_submit completes once its task has started, not when it ends", "[core][task_pool]")
 {
     asio::io_context io;
     tame::task_pool pool{io, capacity(2)};
@@ -125,13 +129,15 @@ TEST_CASE("async_submit completes once its task has started, not when it ends",
     bool began = false;
     std::size_t running_at_completion = 0;
     error_code_record submit;
-    pool.async_submit([&]() -> asio::awaitable<void> {
-        began = true;
-        co_await hold.pass();
-    }, [&](error_code ec) {
-        running_at_completion = pool.running();
-        submit.handler()(ec);
-    });
+    pool.async_submit(
+        [&]() -> asio::awaitable<void> {
+            began = true;
+            co_await hold.pass();
+        },
+        [&](error_code ec) {
+            running_at_completion = pool.running();
+            submit.handler()(ec);
+        });
     CHECK(submit.completions == 0); // never inside the call
 
     io.poll();
@@ -256,10 +262,13 @@ TEST_CASE("async_submit works with callbacks, deferred, use_future and use_await
     std::move(op)(deferred.handler());
     std::future<void> future = pool.async_submit(task, asio::use_future);
     bool awaited = false;
-    asio::co_spawn(io, [&]() -> asio::awaitable<void> {
-        co_await pool.async_submit(task, asio::use_awaitable);
-        awaited = true;
-    }, asio::detached);
+    asio::co_spawn(
+        io,
+        [&]() -> asio::awaitable<void> {
+            co_await pool.async_submit(task, asio::use_awaitable);
+            awaited = true;
+        },
+        asio::detached);
 
     io.run();
 
@@ -277,8 +286,8 @@ TEST_CASE("a submit's handler runs on its own associated executor", "[core][task
     tame::task_pool pool{pool_io, capacity(1)};
     bool on_caller_thread = false;
     pool.async_submit([] {}, asio::bind_executor(caller_io, [&](error_code) {
-        on_caller_thread = caller_io.get_executor().running_in_this_thread();
-    }));
+                          on_caller_thread = caller_io.get_executor().running_in_this_thread();
+                      }));
 
     pool_io.run();
     CHECK_FALSE(on_caller_thread);
@@ -299,13 +308,18 @@ TEST_CASE("async_run delivers the value of a coroutine task", "[core][task_pool]
     asio::io_context io;
     tame::task_pool pool{io};
     std::optional<int> value;
-    asio::co_spawn(io, [&]() -> asio::awaitable<void> {
-        value = co_await pool.async_run([]() -> asio::awaitable<int> {
-            asio::steady_timer timer{co_await asio::this_coro::executor, 1ms};
-            co_await timer.async_wait(asio::use_awaitable);
-            co_return 42;
-        }, asio::use_awaitable);
-    }, asio::detached);
+    asio::co_spawn(
+        io,
+        [&]() -> asio::awaitable<void> {
+            value = co_await pool.async_run(
+                []() -> asio::awaitable<int> {
+                    asio::steady_timer timer{co_await asio::this_coro::executor, 1ms};
+                    co_await timer.async_wait(asio::use_awaitable);
+                    co_return 42;
+                },
+                asio::use_awaitable);
+        },
+        asio::detached);
 
     io.run();
 
@@ -318,10 +332,11 @@ TEST_CASE("async_run delivers the value of a plain callable", "[core][task_pool]
     tame::task_pool pool{io};
     std::exception_ptr failure;
     std::string value;
-    pool.async_run([] { return std::string{"report"}; }, [&](std::exception_ptr e, std::string v) {
-        failure = e;
-        value = std::move(v);
-    });
+    pool.async_run([] { return std::string{"report"}; },
+                   [&](std::exception_ptr e, std::string v) {
+                       failure = e;
+                       value = std::move(v);
+                   });
 
     io.run();
 
@@ -338,16 +353,21 @@ TEST_CASE("async_run hands a task's exception to its caller, not to on_exception
     options.on_exception = [&](std::exception_ptr) { ++reported; };
     tame::task_pool pool{io, options};
     std::string caught;
-    asio::co_spawn(io, [&]() -> asio::awaitable<void> {
-        try {
-            co_await pool.async_run([]() -> asio::awaitable<void> {
-                throw std::runtime_error{"no such report"};
-                co_return;
-            }, asio::use_awaitable);
-        } catch (const std::runtime_error& e) {
-            caught = e.what();
-        }
-    }, asio::detached);
+    asio::co_spawn(
+        io,
+        [&]() -> asio::awaitable<void> {
+            try {
+                co_await pool.async_run(
+                    []() -> asio::awaitable<void> {
+                        throw std::runtime_error{"no such report"};
+                        co_return;
+                    },
+                    asio::use_awaitable);
+            } catch (const std::runtime_error& e) {
+                caught = e.what();
+            }
+        },
+        asio::detached);
 
     io.run();
 
@@ -372,10 +392,12 @@ TEST_CASE("an exception escaping a submitted task reaches on_exception once and 
     };
     tame::task_pool pool{io, options};
     int ran = 0;
-    pool.async_submit([]() -> asio::awaitable<void> {
-        throw std::runtime_error{"coroutine"};
-        co_return;
-    }, [](error_code) {});
+    pool.async_submit(
+        []() -> asio::awaitable<void> {
+            throw std::runtime_error{"coroutine"};
+            co_return;
+        },
+        [](error_code) {});
     pool.async_submit([] { throw std::runtime_error{"plain"}; }, [](error_code) {});
     for (int i = 0; i < 5; ++i) {
         pool.async_submit([&] { ++ran; }, [](error_code) {});
@@ -415,13 +437,16 @@ TEST_CASE("tasks run on the pool's strands", "[core][task_pool]")
     tame::task_pool pool{io, options};
     int on_strand = 0;
     for (int i = 0; i < 6; ++i) {
-        pool.async_submit([&]() -> asio::awaitable<void> {
-            auto ex = co_await asio::this_coro::executor;
-            using strand = asio::strand<asio::io_context::executor_type>;
-            if (ex.target<strand>() != nullptr && ex.target<strand>()->running_in_this_thread()) {
-                ++on_strand;
-            }
-        }, [](error_code) {});
+        pool.async_submit(
+            [&]() -> asio::awaitable<void> {
+                auto ex = co_await asio::this_coro::executor;
+                using strand = asio::strand<asio::io_context::executor_type>;
+                if (ex.target<strand>() != nullptr &&
+                    ex.target<strand>()->running_in_this_thread()) {
+                    ++on_strand;
+                }
+            },
+            [](error_code) {});
     }
 
     io.run();
@@ -439,12 +464,14 @@ TEST_CASE("a single-threaded pool runs its tasks on its own executor, without st
     int on_pool_executor = 0;
     std::optional<error_code> slept;
     for (int i = 0; i < 3; ++i) {
-        pool.async_submit([&]() -> asio::awaitable<void> {
-            auto ex = co_await asio::this_coro::executor;
-            if (ex == asio::any_io_executor{io.get_executor()}) {
-                ++on_pool_executor;
-            }
-        }, [](error_code) {});
+        pool.async_submit(
+            [&]() -> asio::awaitable<void> {
+                auto ex = co_await asio::this_coro::executor;
+                if (ex == asio::any_io_executor{io.get_executor()}) {
+                    ++on_pool_executor;
+                }
+            },
+            [](error_code) {});
     }
     pool.async_submit(sleeper(slept), [](error_code) {});
     io.poll();
@@ -466,14 +493,17 @@ TEST_CASE("tasks with the same key run one at a time, in submission order", "[co
     // order (not the strand's) keeps same-key tasks apart.
     for (int i = 0; i < 12; ++i) {
         const int key = i % 3;
-        pool.async_submit(tame::keyed{key}, [&, key, i]() -> asio::awaitable<void> {
-            per_key[key].enter();
-            log.push_back(std::to_string(key) + ":" + std::to_string(i) + " begin");
-            asio::steady_timer timer{co_await asio::this_coro::executor, 1ms * (12 - i)};
-            co_await timer.async_wait(asio::use_awaitable);
-            log.push_back(std::to_string(key) + ":" + std::to_string(i) + " end");
-            per_key[key].leave();
-        }, [](error_code) {});
+        pool.async_submit(
+            tame::keyed{key},
+            [&, key, i]() -> asio::awaitable<void> {
+                per_key[key].enter();
+                log.push_back(std::to_string(key) + ":" + std::to_string(i) + " begin");
+                asio::steady_timer timer{co_await asio::this_coro::executor, 1ms * (12 - i)};
+                co_await timer.async_wait(asio::use_awaitable);
+                log.push_back(std::to_string(key) + ":" + std::to_string(i) + " end");
+                per_key[key].leave();
+            },
+            [](error_code) {});
     }
 
     io.run();
@@ -502,11 +532,14 @@ TEST_CASE("tasks with different keys run in parallel", "[core][task_pool]")
     occupancy inside;
     gate hold{io};
     for (int key = 0; key < 4; ++key) {
-        pool.async_submit(tame::keyed{key}, [&]() -> asio::awaitable<void> {
-            inside.enter();
-            co_await hold.pass();
-            inside.leave();
-        }, [](error_code) {});
+        pool.async_submit(
+            tame::keyed{key},
+            [&]() -> asio::awaitable<void> {
+                inside.enter();
+                co_await hold.pass();
+                inside.leave();
+            },
+            [](error_code) {});
     }
     io.poll();
     CHECK(inside.now == 4);
@@ -521,15 +554,20 @@ TEST_CASE("a keyed submit waiting for its key's turn is cancellable and leaves t
     tame::task_pool pool{io, capacity(4)};
     gate hold{io};
     std::vector<int> ran;
-    pool.async_submit(tame::keyed{"patient-7"}, [&]() -> asio::awaitable<void> {
-        co_await hold.pass();
-        ran.push_back(1);
-    }, [](error_code) {});
+    pool.async_submit(
+        tame::keyed{"patient-7"},
+        [&]() -> asio::awaitable<void> {
+            co_await hold.pass();
+            ran.push_back(1);
+        },
+        [](error_code) {});
     asio::cancellation_signal signal;
     error_code_record cancelled;
-    pool.async_submit(tame::keyed{"patient-7"}, [&] { ran.push_back(2); },
-                      asio::bind_cancellation_slot(signal.slot(), cancelled.handler()));
-    pool.async_submit(tame::keyed{"patient-7"}, [&] { ran.push_back(3); }, [](error_code) {});
+    pool.async_submit(
+        tame::keyed{"patient-7"}, [&] { ran.push_back(2); },
+        asio::bind_cancellation_slot(signal.slot(), cancelled.handler()));
+    pool.async_submit(
+        tame::keyed{"patient-7"}, [&] { ran.push_back(3); }, [](error_code) {});
     io.poll();
     CHECK(pool.stats().waiting == 2);
 
@@ -576,11 +614,13 @@ TEST_CASE("cancel_all leaves tasks started after it alone", "[core][task_pool]")
     pool.async_submit(sleeper(before), [](error_code) {});
     io.poll();
     pool.cancel_all();
-    pool.async_submit([&]() -> asio::awaitable<void> {
-        asio::steady_timer timer{co_await asio::this_coro::executor, 1ms};
-        co_await timer.async_wait(asio::use_awaitable);
-        after = error_code{};
-    }, [](error_code) {});
+    pool.async_submit(
+        [&]() -> asio::awaitable<void> {
+            asio::steady_timer timer{co_await asio::this_coro::executor, 1ms};
+            co_await timer.async_wait(asio::use_awaitable);
+            after = error_code{};
+        },
+        [](error_code) {});
 
     io.run();
 
@@ -615,28 +655,30 @@ TEST_CASE("cancellation of a running task is emitted on that task's own strand",
     int emitted_on_own_strand = 0;
     int emissions = 0;
     for (int i = 0; i < 8; ++i) {
-        pool.async_submit([&]() -> asio::awaitable<void> {
-            auto strand = co_await asio::this_coro::executor;
-            // An operation whose cancellation handler records where it runs.
-            // (Named: g++ 12 destroys an owning lambda made inside co_await twice.)
-            auto initiation = [&, strand](auto handler) {
-                auto slot = asio::get_associated_cancellation_slot(handler);
-                auto shared = std::make_shared<decltype(handler)>(std::move(handler));
-                slot.assign([&, strand, shared, slot](asio::cancellation_type) mutable {
-                    ++emissions;
-                    using type = asio::strand<asio::io_context::executor_type>;
-                    if (strand.target<type>()->running_in_this_thread()) {
-                        ++emitted_on_own_strand;
-                    }
-                    asio::post(strand, [shared, slot]() mutable {
-                        slot.clear();
-                        (*shared)(asio::error::operation_aborted);
+        pool.async_submit(
+            [&]() -> asio::awaitable<void> {
+                auto strand = co_await asio::this_coro::executor;
+                // An operation whose cancellation handler records where it runs.
+                // (Named: g++ 12 destroys an owning lambda made inside co_await twice.)
+                auto initiation = [&, strand](auto handler) {
+                    auto slot = asio::get_associated_cancellation_slot(handler);
+                    auto shared = std::make_shared<decltype(handler)>(std::move(handler));
+                    slot.assign([&, strand, shared, slot](asio::cancellation_type) mutable {
+                        ++emissions;
+                        using type = asio::strand<asio::io_context::executor_type>;
+                        if (strand.target<type>()->running_in_this_thread()) {
+                            ++emitted_on_own_strand;
+                        }
+                        asio::post(strand, [shared, slot]() mutable {
+                            slot.clear();
+                            (*shared)(asio::error::operation_aborted);
+                        });
                     });
-                });
-            };
-            co_await asio::async_initiate<const asio::use_awaitable_t<>, void(error_code)>(
-                initiation, asio::use_awaitable);
-        }, [](error_code) {});
+                };
+                co_await asio::async_initiate<const asio::use_awaitable_t<>, void(error_code)>(
+                    initiation, asio::use_awaitable);
+            },
+            [](error_code) {});
     }
     io.poll();
 
@@ -693,13 +735,17 @@ TEST_CASE("cancelling an async_run whose task runs cancels the task", "[core][ta
     tame::task_pool pool{io, capacity(2)};
     std::optional<error_code> ended;
     error_code outcome;
-    asio::co_spawn(io, [&]() -> asio::awaitable<void> {
-        try {
-            co_await pool.async_run(sleeper(ended), tame::cancel_after(5ms, asio::use_awaitable));
-        } catch (const boost::system::system_error& e) {
-            outcome = e.code();
-        }
-    }, asio::detached);
+    asio::co_spawn(
+        io,
+        [&]() -> asio::awaitable<void> {
+            try {
+                co_await pool.async_run(sleeper(ended),
+                                        tame::cancel_after(5ms, asio::use_awaitable));
+            } catch (const boost::system::system_error& e) {
+                outcome = e.code();
+            }
+        },
+        asio::detached);
 
     io.run();
 
@@ -716,19 +762,22 @@ TEST_CASE("a partial cancellation of a running async_run reaches only a task tha
     asio::cancellation_signal plain_signal, widened_signal;
     std::optional<error_code> plain_ended, widened_ended;
     std::optional<error_code> plain_timer_ended;
-    pool.async_run([&]() -> asio::awaitable<void> {
-        asio::steady_timer timer{co_await asio::this_coro::executor, 20ms};
-        auto [ec] = co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
-        plain_timer_ended = ec;
-    }, asio::bind_cancellation_slot(plain_signal.slot(), [&](std::exception_ptr) {
-        plain_ended = error_code{};
-    }));
-    pool.async_run([&]() -> asio::awaitable<void> {
-        co_await asio::this_coro::reset_cancellation_state(asio::enable_partial_cancellation());
-        asio::steady_timer timer{co_await asio::this_coro::executor, 1h};
-        auto [ec] = co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
-        widened_ended = ec;
-    }, asio::bind_cancellation_slot(widened_signal.slot(), [](std::exception_ptr) {}));
+    pool.async_run(
+        [&]() -> asio::awaitable<void> {
+            asio::steady_timer timer{co_await asio::this_coro::executor, 20ms};
+            auto [ec] = co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+            plain_timer_ended = ec;
+        },
+        asio::bind_cancellation_slot(plain_signal.slot(),
+                                     [&](std::exception_ptr) { plain_ended = error_code{}; }));
+    pool.async_run(
+        [&]() -> asio::awaitable<void> {
+            co_await asio::this_coro::reset_cancellation_state(asio::enable_partial_cancellation());
+            asio::steady_timer timer{co_await asio::this_coro::executor, 1h};
+            auto [ec] = co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+            widened_ended = ec;
+        },
+        asio::bind_cancellation_slot(widened_signal.slot(), [](std::exception_ptr) {}));
     io.poll();
 
     plain_signal.emit(asio::cancellation_type::partial);
@@ -750,11 +799,13 @@ TEST_CASE("growing a pool admits waiting submitters at once", "[core][task_pool]
     gate hold{io};
     occupancy inside;
     for (int i = 0; i < 4; ++i) {
-        pool.async_submit([&]() -> asio::awaitable<void> {
-            inside.enter();
-            co_await hold.pass();
-            inside.leave();
-        }, [](error_code) {});
+        pool.async_submit(
+            [&]() -> asio::awaitable<void> {
+                inside.enter();
+                co_await hold.pass();
+                inside.leave();
+            },
+            [](error_code) {});
     }
     io.poll();
     CHECK(inside.now == 1);
@@ -777,11 +828,13 @@ TEST_CASE("shrinking a pool lets running tasks finish and admits new ones below 
     occupancy inside;
     gate second_wave{io};
     for (int i = 0; i < 4; ++i) {
-        pool.async_submit([&]() -> asio::awaitable<void> {
-            inside.enter();
-            co_await first_wave.pass();
-            inside.leave();
-        }, [](error_code) {});
+        pool.async_submit(
+            [&]() -> asio::awaitable<void> {
+                inside.enter();
+                co_await first_wave.pass();
+                inside.leave();
+            },
+            [](error_code) {});
     }
     io.poll();
     CHECK(inside.now == 4);
@@ -789,11 +842,13 @@ TEST_CASE("shrinking a pool lets running tasks finish and admits new ones below 
     pool.resize(2);
     occupancy later;
     for (int i = 0; i < 4; ++i) {
-        pool.async_submit([&]() -> asio::awaitable<void> {
-            later.enter();
-            co_await second_wave.pass();
-            later.leave();
-        }, [](error_code) {});
+        pool.async_submit(
+            [&]() -> asio::awaitable<void> {
+                later.enter();
+                co_await second_wave.pass();
+                later.leave();
+            },
+            [](error_code) {});
     }
     io.poll();
     CHECK(inside.now == 4); // nothing cut short
@@ -818,8 +873,8 @@ TEST_CASE("stats add up once the pool is idle", "[core][task_pool]")
     std::optional<error_code> slept;
     pool.async_submit(sleeper(slept), [](error_code) {});
     pool.async_submit([] { throw std::runtime_error{"x"}; }, [](error_code) {});
-    pool.async_submit([] {}, [](error_code) {});                 // waits
-    pool.async_submit([] {}, [](error_code) {});                 // refused
+    pool.async_submit([] {}, [](error_code) {});                  // waits
+    pool.async_submit([] {}, [](error_code) {});                  // refused
     CHECK(pool.try_submit([] {}) == tame::errc::pool_overloaded); // refused
     io.poll();
     auto busy = pool.stats();
@@ -846,10 +901,12 @@ TEST_CASE("close refuses new work with closed and fails waiting submitters", "[c
     tame::task_pool pool{io, capacity(1)};
     gate hold{io};
     bool finished = false;
-    pool.async_submit([&]() -> asio::awaitable<void> {
-        co_await hold.pass();
-        finished = true;
-    }, [](error_code) {});
+    pool.async_submit(
+        [&]() -> asio::awaitable<void> {
+            co_await hold.pass();
+            finished = true;
+        },
+        [](error_code) {});
     error_code_record waiting, later;
     pool.async_submit([] {}, waiting.handler());
     io.poll();
@@ -873,11 +930,13 @@ TEST_CASE("async_drain completes when the last admitted task ends", "[core][task
     tame::task_pool pool{io, capacity(2)};
     int done = 0;
     for (int i = 0; i < 6; ++i) {
-        pool.async_submit([&, i]() -> asio::awaitable<void> {
-            asio::steady_timer timer{co_await asio::this_coro::executor, 1ms * i};
-            co_await timer.async_wait(asio::use_awaitable);
-            ++done;
-        }, [](error_code) {});
+        pool.async_submit(
+            [&, i]() -> asio::awaitable<void> {
+                asio::steady_timer timer{co_await asio::this_coro::executor, 1ms * i};
+                co_await timer.async_wait(asio::use_awaitable);
+                ++done;
+            },
+            [](error_code) {});
     }
     int done_at_drain = -1;
     pool.async_drain([&](error_code) { done_at_drain = done; });
@@ -897,18 +956,21 @@ TEST_CASE("the ReleaseTimeout pattern: with_timeout(async_drain), then cancel_al
     pool.async_submit(sleeper(slow), [](error_code) {});
     pool.async_submit([&] { quick = true; }, [](error_code) {});
     bool timed_out = false;
-    asio::co_spawn(io, [&]() -> asio::awaitable<void> {
-        pool.close();
-        try {
-            co_await tame::with_timeout(pool.async_drain(asio::use_awaitable), 10ms);
-        } catch (const boost::system::system_error& e) {
-            timed_out = e.code() == tame::errc::timed_out;
-        }
-        if (timed_out) {
-            pool.cancel_all();
-            co_await pool.async_drain(asio::use_awaitable);
-        }
-    }, asio::detached);
+    asio::co_spawn(
+        io,
+        [&]() -> asio::awaitable<void> {
+            pool.close();
+            try {
+                co_await tame::with_timeout(pool.async_drain(asio::use_awaitable), 10ms);
+            } catch (const boost::system::system_error& e) {
+                timed_out = e.code() == tame::errc::timed_out;
+            }
+            if (timed_out) {
+                pool.cancel_all();
+                co_await pool.async_drain(asio::use_awaitable);
+            }
+        },
+        asio::detached);
 
     io.run();
 
@@ -925,11 +987,13 @@ TEST_CASE("async_shutdown reports no cancellation when the work ends within the 
     tame::task_pool pool{io, capacity(4)};
     int done = 0;
     for (int i = 0; i < 4; ++i) {
-        pool.async_submit([&]() -> asio::awaitable<void> {
-            asio::steady_timer timer{co_await asio::this_coro::executor, 1ms};
-            co_await timer.async_wait(asio::use_awaitable);
-            ++done;
-        }, [](error_code) {});
+        pool.async_submit(
+            [&]() -> asio::awaitable<void> {
+                asio::steady_timer timer{co_await asio::this_coro::executor, 1ms};
+                co_await timer.async_wait(asio::use_awaitable);
+                ++done;
+            },
+            [](error_code) {});
     }
     std::optional<std::size_t> cancelled;
     pool.async_shutdown(10s, [&](std::size_t n) { cancelled = n; });
@@ -972,20 +1036,22 @@ TEST_CASE("async_shutdown cancels what runs past the grace period and reports ho
     }
 }
 
-TEST_CASE("async_shutdown with an unbounded grace period waits for the work",
-          "[core][task_pool]")
+TEST_CASE("async_shutdown with an unbounded grace period waits for the work", "[core][task_pool]")
 {
     asio::io_context io;
     tame::task_pool pool{io, capacity(2)};
     bool done = false;
-    pool.async_submit([&]() -> asio::awaitable<void> {
-        asio::steady_timer timer{co_await asio::this_coro::executor, 2ms};
-        co_await timer.async_wait(asio::use_awaitable);
-        done = true;
-    }, [](error_code) {});
+    pool.async_submit(
+        [&]() -> asio::awaitable<void> {
+            asio::steady_timer timer{co_await asio::this_coro::executor, 2ms};
+            co_await timer.async_wait(asio::use_awaitable);
+            done = true;
+        },
+        [](error_code) {});
     std::optional<std::size_t> from_seconds, from_nanoseconds;
     pool.async_shutdown(std::chrono::seconds::max(), [&](std::size_t n) { from_seconds = n; });
-    pool.async_shutdown(std::chrono::nanoseconds::max(), [&](std::size_t n) { from_nanoseconds = n; });
+    pool.async_shutdown(std::chrono::nanoseconds::max(),
+                        [&](std::size_t n) { from_nanoseconds = n; });
 
     io.run();
 
@@ -1003,9 +1069,8 @@ TEST_CASE("cancelling async_shutdown ends its grace period at once", "[core][tas
     io.poll();
     asio::cancellation_signal signal;
     std::optional<std::size_t> cancelled;
-    pool.async_shutdown(1h, asio::bind_cancellation_slot(signal.slot(), [&](std::size_t n) {
-        cancelled = n;
-    }));
+    pool.async_shutdown(
+        1h, asio::bind_cancellation_slot(signal.slot(), [&](std::size_t n) { cancelled = n; }));
     io.poll();
     CHECK_FALSE(cancelled);
 
@@ -1049,8 +1114,7 @@ TEST_CASE("a submitter admitted before close() but not started by then is refuse
     CHECK(cancelled == 0u);
 }
 
-TEST_CASE("cancellers leave the caller's slots when the io_context goes first",
-          "[core][task_pool]")
+TEST_CASE("cancellers leave the caller's slots when the io_context goes first", "[core][task_pool]")
 {
     // The signals outlive the io_context: destroying or emitting them later must
     // not reach into the pool (ASan watches).
@@ -1060,10 +1124,10 @@ TEST_CASE("cancellers leave the caller's slots when the io_context goes first",
     {
         asio::io_context io;
         tame::task_pool pool{io, capacity(1)};
-        pool.async_run(sleeper(slept), asio::bind_cancellation_slot(run_signal.slot(),
-                                                                    [](std::exception_ptr) {}));
-        pool.async_shutdown(1h, asio::bind_cancellation_slot(shutdown_signal.slot(),
-                                                             [](std::size_t) {}));
+        pool.async_run(sleeper(slept),
+                       asio::bind_cancellation_slot(run_signal.slot(), [](std::exception_ptr) {}));
+        pool.async_shutdown(
+            1h, asio::bind_cancellation_slot(shutdown_signal.slot(), [](std::size_t) {}));
         io.poll();
     }
     run_signal.emit(asio::cancellation_type::terminal);

@@ -90,8 +90,7 @@ TEST_CASE("every waiter completes when the count reaches zero", "[core][wait_gro
 TEST_CASE("a cancelled wait completes with operation_aborted and leaves the count alone",
           "[core][wait_group]")
 {
-    const auto type = GENERATE(asio::cancellation_type::terminal,
-                               asio::cancellation_type::partial,
+    const auto type = GENERATE(asio::cancellation_type::terminal, asio::cancellation_type::partial,
                                asio::cancellation_type::total);
     asio::io_context io;
     tame::wait_group group{io};

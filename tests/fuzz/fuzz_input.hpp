@@ -8,7 +8,7 @@
 #include <cstdint>
 
 class fuzz_input {
-public:
+  public:
     fuzz_input(const std::uint8_t* data, std::size_t size) noexcept : data_{data}, size_{size} {}
 
     bool empty() const noexcept { return size_ == 0; }
@@ -24,7 +24,7 @@ public:
         return lo + raw % span;
     }
 
-private:
+  private:
     std::size_t next() noexcept
     {
         if (size_ == 0) {

@@ -82,8 +82,9 @@ tame::http::server_options server_options()
     o.body_timeout = 2s;
     o.access_log = [](const tame::http::access_entry& entry) {
         if (entry.status == 500) {
-            std::fprintf(stderr, "http_request_fuzzer: 500 for \"%.*s %.*s\"\n", static_cast<int>(entry.method.size()),
-                         entry.method.data(), static_cast<int>(entry.target.size()), entry.target.data());
+            std::fprintf(stderr, "http_request_fuzzer: 500 for \"%.*s %.*s\"\n",
+                         static_cast<int>(entry.method.size()), entry.method.data(),
+                         static_cast<int>(entry.target.size()), entry.target.data());
             finding("a request was answered 500 (a handler threw an unexpected exception)");
         }
     };
@@ -116,7 +117,7 @@ fuzz_server& server()
 
 /// One connection: writes `data`, half-closes, reads until the server closes.
 class exchange {
-public:
+  public:
     exchange(fuzz_server& server, const std::uint8_t* data, std::size_t size) : socket_{server.io}
     {
         // Asynchronous throughout: a blocking connect() fails with EINTR when
@@ -132,7 +133,7 @@ public:
 
     bool closed() const noexcept { return closed_; }
 
-private:
+  private:
     void write(const std::uint8_t* data, std::size_t size)
     {
         asio::async_write(socket_, asio::buffer(data, size), [this](error_code ec, std::size_t) {

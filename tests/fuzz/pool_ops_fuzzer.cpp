@@ -93,11 +93,10 @@ struct submit_op {
 };
 
 class program {
-public:
+  public:
     explicit program(fuzz_input& in)
-        : in_{in},
-          semaphore_{io_, in.number(1, max_capacity)},
-          pool_{io_, pool_options(in, failures_)}
+        : in_{in}, semaphore_{io_, in.number(1, max_capacity)}, pool_{io_,
+                                                                      pool_options(in, failures_)}
     {
         pool_bound_ = pool_.capacity();
     }
@@ -111,7 +110,7 @@ public:
         wind_down();
     }
 
-private:
+  private:
     static tame::task_pool_options pool_options(fuzz_input& in, std::shared_ptr<int>& failures)
     {
         tame::task_pool_options options;
@@ -129,22 +128,57 @@ private:
     bool do_one(std::size_t op)
     {
         switch (op) {
-        case 0: acquire(); break;
-        case 1: cancel(acquires_, in_.number(0, 255)); break;
-        case 2: release(in_.number(0, 255)); break;
-        case 3: try_acquire(); break;
-        case 4: semaphore_.set_capacity(in_.number(1, max_capacity)); break;
-        case 5: if (in_.number(0, 7) == 0) semaphore_.close(); break;
-        case 6: submit(); break;
-        case 7: cancel(submits_, in_.number(0, 255)); break;
-        case 8: try_submit(); break;
-        case 9: end_task(in_.number(0, 255), false); break;
-        case 10: end_task(in_.number(0, 255), true); break;
-        case 11: resize(in_.number(1, max_capacity)); break;
-        case 12: if (in_.number(0, 7) == 0) pool_.close(); break;
-        case 13: pool_.cancel_all(); break;
-        case 14: restart_if_stopped(); io_.poll_one(); break;
-        default: poll(); return true;
+        case 0:
+            acquire();
+            break;
+        case 1:
+            cancel(acquires_, in_.number(0, 255));
+            break;
+        case 2:
+            release(in_.number(0, 255));
+            break;
+        case 3:
+            try_acquire();
+            break;
+        case 4:
+            semaphore_.set_capacity(in_.number(1, max_capacity));
+            break;
+        case 5:
+            if (in_.number(0, 7) == 0)
+                semaphore_.close();
+            break;
+        case 6:
+            submit();
+            break;
+        case 7:
+            cancel(submits_, in_.number(0, 255));
+            break;
+        case 8:
+            try_submit();
+            break;
+        case 9:
+            end_task(in_.number(0, 255), false);
+            break;
+        case 10:
+            end_task(in_.number(0, 255), true);
+            break;
+        case 11:
+            resize(in_.number(1, max_capacity));
+            break;
+        case 12:
+            if (in_.number(0, 7) == 0)
+                pool_.close();
+            break;
+        case 13:
+            pool_.cancel_all();
+            break;
+        case 14:
+            restart_if_stopped();
+            io_.poll_one();
+            break;
+        default:
+            poll();
+            return true;
         }
         return false;
     }
@@ -170,19 +204,20 @@ private:
         op->n = in_.number(1, max_capacity + 1); // capacity + 1 must fail, not wait
         acquire_op* raw = op.get();
         acquires_.push_back(std::move(op));
-        semaphore_.async_acquire(raw->n, asio::bind_cancellation_slot(
-                                             raw->cancel.slot(), [this, raw](error_code ec, tame::permit p) {
-                                                 if (++raw->completions != 1) {
-                                                     broken("an acquire completed twice", step_);
-                                                 }
-                                                 raw->ec = ec;
-                                                 if (!ec && !p) {
-                                                     broken("an acquire succeeded with an empty permit", step_);
-                                                 }
-                                                 if (p) {
-                                                     held_.push_back(std::move(p));
-                                                 }
-                                             }));
+        semaphore_.async_acquire(
+            raw->n, asio::bind_cancellation_slot(
+                        raw->cancel.slot(), [this, raw](error_code ec, tame::permit p) {
+                            if (++raw->completions != 1) {
+                                broken("an acquire completed twice", step_);
+                            }
+                            raw->ec = ec;
+                            if (!ec && !p) {
+                                broken("an acquire succeeded with an empty permit", step_);
+                            }
+                            if (p) {
+                                held_.push_back(std::move(p));
+                            }
+                        }));
     }
 
     void try_acquire()
@@ -238,15 +273,17 @@ private:
         auto op = std::make_unique<submit_op>();
         submit_op* raw = op.get();
         submits_.push_back(std::move(op));
-        pool_.async_submit(make_task(), asio::bind_cancellation_slot(raw->cancel.slot(), [this, raw](error_code ec) {
-                               if (++raw->completions != 1) {
-                                   broken("a submission completed twice", step_);
-                               }
-                               raw->ec = ec;
-                               if (ec == tame::errc::closed || ec == tame::errc::pool_overloaded) {
-                                   ++refused_;
-                               }
-                           }));
+        pool_.async_submit(
+            make_task(),
+            asio::bind_cancellation_slot(raw->cancel.slot(), [this, raw](error_code ec) {
+                if (++raw->completions != 1) {
+                    broken("a submission completed twice", step_);
+                }
+                raw->ec = ec;
+                if (ec == tame::errc::closed || ec == tame::errc::pool_overloaded) {
+                    ++refused_;
+                }
+            }));
     }
 
     void try_submit()

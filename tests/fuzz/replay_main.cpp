@@ -18,7 +18,8 @@ namespace {
 void replay(const std::filesystem::path& file)
 {
     std::ifstream in{file, std::ios::binary};
-    const std::vector<char> bytes{std::istreambuf_iterator<char>{in}, std::istreambuf_iterator<char>{}};
+    const std::vector<char> bytes{std::istreambuf_iterator<char>{in},
+                                  std::istreambuf_iterator<char>{}};
     LLVMFuzzerTestOneInput(reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size());
 }
 

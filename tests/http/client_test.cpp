@@ -44,7 +44,7 @@ http::router echo_routes()
 
 /// A listener that answers every connection with `reply`, then closes.
 class fake_upstream {
-public:
+  public:
     explicit fake_upstream(std::string reply) : reply_{std::move(reply)}
     {
         acceptor_.listen();
@@ -67,9 +67,12 @@ public:
         acceptor_.close(ignored);
         thread_.join();
     }
-    std::string url() const { return "http://127.0.0.1:" + std::to_string(acceptor_.local_endpoint().port()) + "/"; }
+    std::string url() const
+    {
+        return "http://127.0.0.1:" + std::to_string(acceptor_.local_endpoint().port()) + "/";
+    }
 
-private:
+  private:
     using tcp = asio::ip::tcp;
     asio::io_context io_;
     tcp::acceptor acceptor_{io_, {asio::ip::make_address("127.0.0.1"), 0}};
@@ -128,12 +131,14 @@ TEST_CASE("async_request sends its method and body", "[http][client]")
     CHECK(res["X-Method"] == "POST");
 }
 
-TEST_CASE("a URL that does not parse fails with invalid_url, after the call returns", "[http][client]")
+TEST_CASE("a URL that does not parse fails with invalid_url, after the call returns",
+          "[http][client]")
 {
     asio::io_context io;
     std::optional<tame::error_code> result;
 
-    http::async_get(io.get_executor(), "not a url", [&](tame::error_code ec, http::response) { result = ec; });
+    http::async_get(io.get_executor(), "not a url",
+                    [&](tame::error_code ec, http::response) { result = ec; });
     REQUIRE_FALSE(result);
     io.run();
 
@@ -145,7 +150,8 @@ TEST_CASE("an https URL fails with unsupported_scheme", "[http][client]")
     asio::io_context io;
     std::optional<tame::error_code> result;
 
-    http::async_get(io.get_executor(), "https://example.org/", [&](tame::error_code ec, http::response) { result = ec; });
+    http::async_get(io.get_executor(), "https://example.org/",
+                    [&](tame::error_code ec, http::response) { result = ec; });
     io.run();
 
     CHECK(result == tame::error_code{tame::errc::unsupported_scheme});
@@ -177,16 +183,19 @@ TEST_CASE("a malformed response fails with the parser's error", "[http][client]"
     asio::io_context io;
     std::optional<tame::error_code> result;
 
-    http::async_get(io.get_executor(), upstream.url(), [&](tame::error_code ec, http::response) { result = ec; });
+    http::async_get(io.get_executor(), upstream.url(),
+                    [&](tame::error_code ec, http::response) { result = ec; });
     io.run();
 
     REQUIRE(result);
-    CHECK(result->category() == boost::beast::http::make_error_code(boost::beast::http::error::bad_status).category());
+    CHECK(result->category() ==
+          boost::beast::http::make_error_code(boost::beast::http::error::bad_status).category());
 }
 
 TEST_CASE("a response body over the limit fails with body_limit", "[http][client]")
 {
-    fake_upstream upstream{"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n" + std::string(100, 'x')};
+    fake_upstream upstream{"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n" +
+                           std::string(100, 'x')};
     asio::io_context io;
     std::optional<tame::error_code> result;
 
@@ -198,7 +207,8 @@ TEST_CASE("a response body over the limit fails with body_limit", "[http][client
     CHECK(result == boost::beast::http::error::body_limit);
 }
 
-TEST_CASE("a client timeout closes the socket, and the server's handler sees its client leave", "[http][client]")
+TEST_CASE("a client timeout closes the socket, and the server's handler sees its client leave",
+          "[http][client]")
 {
     auto outcome = std::make_shared<std::promise<http::cancel_reason>>();
     http::router routes;
@@ -212,8 +222,9 @@ TEST_CASE("a client timeout closes the socket, and the server's handler sees its
     asio::io_context io;
     std::optional<tame::error_code> result;
 
-    http::async_get(io.get_executor(), server.url("/slow"),
-                    tame::cancel_after(200ms, [&](tame::error_code ec, http::response) { result = ec; }));
+    http::async_get(
+        io.get_executor(), server.url("/slow"),
+        tame::cancel_after(200ms, [&](tame::error_code ec, http::response) { result = ec; }));
     io.run();
     auto seen = outcome->get_future();
 
@@ -266,7 +277,8 @@ TEST_CASE("the client keeps work on the handler's executor until it completes", 
     std::atomic<bool> called{false};
 
     http::async_get(io_ops.get_executor(), server.url("/hello"),
-                    asio::bind_executor(io_handler.get_executor(), [&](tame::error_code, http::response) { called = true; }));
+                    asio::bind_executor(io_handler.get_executor(),
+                                        [&](tame::error_code, http::response) { called = true; }));
     std::thread ops{[&] { io_ops.run(); }};
     io_handler.run(); // as with any Asio operation, it waits for the handler
     const bool ran_before_return = called.load();

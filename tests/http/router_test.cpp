@@ -10,7 +10,9 @@ namespace {
 
 http::handler nothing()
 {
-    return [](http::request_context&) -> asio::awaitable<http::response> { co_return http::response{}; };
+    return [](http::request_context&) -> asio::awaitable<http::response> {
+        co_return http::response{};
+    };
 }
 
 } // namespace
@@ -42,7 +44,9 @@ TEST_CASE("a parameter takes one whole non-empty segment, decoded", "[http][rout
 TEST_CASE("a literal segment beats a parameter at the first place they differ", "[http][router]")
 {
     http::router routes;
-    routes.get("/jobs/{id}", nothing()).get("/jobs/stats", nothing()).get("/{any}/stats", nothing());
+    routes.get("/jobs/{id}", nothing())
+        .get("/jobs/stats", nothing())
+        .get("/{any}/stats", nothing());
 
     CHECK(routes.match(http::verb::get, "/jobs/stats").index == 1);
     CHECK(routes.match(http::verb::get, "/jobs/7").index == 0);

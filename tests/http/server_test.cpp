@@ -43,13 +43,14 @@ http::handler text(std::string body)
 /// A handler that waits `wait` on a timer, recording how the wait ended.
 struct sleeping_handler {
     std::chrono::milliseconds wait;
-    std::shared_ptr<std::promise<http::cancel_reason>> outcome = std::make_shared<std::promise<http::cancel_reason>>();
+    std::shared_ptr<std::promise<http::cancel_reason>> outcome =
+        std::make_shared<std::promise<http::cancel_reason>>();
     std::shared_ptr<std::atomic<int>> started = std::make_shared<std::atomic<int>>(0);
 
     http::handler get() const
     {
-        return [wait = wait, outcome = outcome, started = started](http::request_context& ctx)
-                   -> asio::awaitable<http::response> {
+        return [wait = wait, outcome = outcome,
+                started = started](http::request_context& ctx) -> asio::awaitable<http::response> {
             ++*started;
             asio::steady_timer timer{ctx.get_executor(), wait};
             auto [ec] = co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
@@ -107,10 +108,11 @@ TEST_CASE("a GET route answers with its handler's response", "[http][server]")
 TEST_CASE("path parameters reach the handler percent-decoded", "[http][server]")
 {
     http::router routes;
-    routes.get("/jobs/{id}/files/{name}", [](http::request_context& ctx) -> asio::awaitable<http::response> {
-        co_return http::json_response(
-            boost::json::object{{"id", ctx.path_param("id")}, {"name", ctx.path_param("name")}});
-    });
+    routes.get("/jobs/{id}/files/{name}",
+               [](http::request_context& ctx) -> asio::awaitable<http::response> {
+                   co_return http::json_response(boost::json::object{
+                       {"id", ctx.path_param("id")}, {"name", ctx.path_param("name")}});
+               });
     test_server server{std::move(routes)};
     raw_client client{server.port()};
 
@@ -125,9 +127,10 @@ TEST_CASE("query parameters reach the handler percent-decoded", "[http][server]"
 {
     http::router routes;
     routes.get("/diagnose", [](http::request_context& ctx) -> asio::awaitable<http::response> {
-        co_return http::json_response(boost::json::object{{"symptoms", ctx.query("symptoms").value_or("<none>")},
-                                                          {"flag", ctx.query("flag").value_or("<none>")},
-                                                          {"missing", ctx.query("missing").value_or("<none>")}});
+        co_return http::json_response(
+            boost::json::object{{"symptoms", ctx.query("symptoms").value_or("<none>")},
+                                {"flag", ctx.query("flag").value_or("<none>")},
+                                {"missing", ctx.query("missing").value_or("<none>")}});
     });
     test_server server{std::move(routes)};
     raw_client client{server.port()};
@@ -145,7 +148,8 @@ TEST_CASE("a query with a malformed percent escape is answered 400 and the conne
 {
     http::router routes;
     routes.get("/diagnose", [](http::request_context& ctx) -> asio::awaitable<http::response> {
-        co_return http::json_response(boost::json::object{{"symptoms", ctx.query("symptoms").value_or("")}});
+        co_return http::json_response(
+            boost::json::object{{"symptoms", ctx.query("symptoms").value_or("")}});
     });
     test_server server{std::move(routes)};
     raw_client client{server.port()};
@@ -212,13 +216,14 @@ TEST_CASE("a HEAD request gets the GET route's headers and no body", "[http][ser
 TEST_CASE("an http_error thrown by a handler is answered with its status as JSON", "[http][server]")
 {
     http::router routes;
-    routes.post("/reports/generate", [](http::request_context& ctx) -> asio::awaitable<http::response> {
-        auto body = http::parse_json_object(ctx.request());
-        if (!body.contains("reportIds")) {
-            throw http::http_error{http::status::bad_request, "reportIds is missing"};
-        }
-        co_return http::json_response(body);
-    });
+    routes.post("/reports/generate",
+                [](http::request_context& ctx) -> asio::awaitable<http::response> {
+                    auto body = http::parse_json_object(ctx.request());
+                    if (!body.contains("reportIds")) {
+                        throw http::http_error{http::status::bad_request, "reportIds is missing"};
+                    }
+                    co_return http::json_response(body);
+                });
     test_server server{std::move(routes)};
     raw_client client{server.port()};
 
@@ -235,7 +240,8 @@ TEST_CASE("an http_error thrown by a handler is answered with its status as JSON
     CHECK(error_of(*missing) == "reportIds is missing");
 }
 
-TEST_CASE("a handler that throws is answered 500 and the connection keeps serving", "[http][server]")
+TEST_CASE("a handler that throws is answered 500 and the connection keeps serving",
+          "[http][server]")
 {
     http::router routes;
     routes.get("/boom", [](http::request_context&) -> asio::awaitable<http::response> {
@@ -288,7 +294,8 @@ TEST_CASE("pipelined requests are answered in the order they were sent", "[http]
     test_server server{std::move(routes)};
     raw_client client{server.port()};
 
-    client.send(request_text("GET", "/slow") + request_text("GET", "/fast") + request_text("GET", "/slow"));
+    client.send(request_text("GET", "/slow") + request_text("GET", "/fast") +
+                request_text("GET", "/slow"));
     auto first = client.read_response();
     auto second = client.read_response();
     auto third = client.read_response();
@@ -354,7 +361,8 @@ TEST_CASE("a chunked body over the limit is answered 413", "[http][server]")
     test_server server{http::router{}.post("/upload", text("stored")), options};
     raw_client client{server.port()};
 
-    client.send(request_text("POST", "/upload", "Transfer-Encoding: chunked\r\n") + "8\r\n01234567\r\n8\r\n01234567\r\n0\r\n\r\n");
+    client.send(request_text("POST", "/upload", "Transfer-Encoding: chunked\r\n") +
+                "8\r\n01234567\r\n8\r\n01234567\r\n0\r\n\r\n");
     auto res = client.read_response();
 
     REQUIRE(res);
@@ -394,7 +402,8 @@ TEST_CASE("headers over the limit are answered 431 and the connection closed", "
     CHECK(client.closed_by_server());
 }
 
-TEST_CASE("a malformed request is answered 400, its connection closed, and the server goes on", "[http][server]")
+TEST_CASE("a malformed request is answered 400, its connection closed, and the server goes on",
+          "[http][server]")
 {
     test_server server{http::router{}.get("/hello", text("hi"))};
     raw_client bad{server.port()};
@@ -413,7 +422,8 @@ TEST_CASE("a malformed request is answered 400, its connection closed, and the s
     CHECK(after->body() == "hi");
 }
 
-TEST_CASE("a Transfer-Encoding that does not end in chunked is answered 400 and the bytes after it are not served",
+TEST_CASE("a Transfer-Encoding that does not end in chunked is answered 400 and the bytes after it "
+          "are not served",
           "[http][server]")
 {
     test_server server{http::router{}.post("/hello", text("hi")).get("/hello", text("hi"))};
@@ -421,8 +431,8 @@ TEST_CASE("a Transfer-Encoding that does not end in chunked is answered 400 and 
     for (const auto* coding : {"gzip", "chunked, gzip", "identity"}) {
         raw_client client{server.port()};
         // Read as a bodiless request, the body would be served as a second one.
-        client.send(std::string{"POST /hello HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: "} + coding +
-                    "\r\n\r\nGET /hello HTTP/1.1\r\nHost: smuggled\r\n\r\n");
+        client.send(std::string{"POST /hello HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: "} +
+                    coding + "\r\n\r\nGET /hello HTTP/1.1\r\nHost: smuggled\r\n\r\n");
         auto res = client.read_response();
 
         REQUIRE(res);
@@ -432,13 +442,15 @@ TEST_CASE("a Transfer-Encoding that does not end in chunked is answered 400 and 
     }
 }
 
-TEST_CASE("an HTTP/1.0 request with Transfer-Encoding is answered 400 and its connection closed", "[http][server]")
+TEST_CASE("an HTTP/1.0 request with Transfer-Encoding is answered 400 and its connection closed",
+          "[http][server]")
 {
     test_server server{http::router{}.post("/hello", text("hi")).get("/hello", text("hi"))};
     raw_client client{server.port()};
 
-    client.send("POST /hello HTTP/1.0\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n"
-                "2\r\n{}\r\n0\r\n\r\nGET /hello HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    client.send(
+        "POST /hello HTTP/1.0\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n"
+        "2\r\n{}\r\n0\r\n\r\nGET /hello HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
     auto res = client.read_response();
 
     REQUIRE(res);
@@ -468,7 +480,8 @@ TEST_CASE("Expect: 100-continue gets 100 Continue before the body is sent", "[ht
     test_server server{std::move(routes)};
     raw_client client{server.port()};
 
-    client.send("POST /echo HTTP/1.1\r\nHost: test\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n");
+    client.send(
+        "POST /echo HTTP/1.1\r\nHost: test\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n");
     auto interim = client.read_response();
     client.send("hello");
     auto res = client.read_response();
@@ -479,14 +492,16 @@ TEST_CASE("Expect: 100-continue gets 100 Continue before the body is sent", "[ht
     CHECK(res->body() == "hello");
 }
 
-TEST_CASE("Expect: 100-continue with a body over the limit is refused without reading it", "[http][server]")
+TEST_CASE("Expect: 100-continue with a body over the limit is refused without reading it",
+          "[http][server]")
 {
     auto options = test_options();
     options.body_limit = 10;
     test_server server{http::router{}.post("/upload", text("stored")), options};
     raw_client client{server.port()};
 
-    client.send("POST /upload HTTP/1.1\r\nHost: test\r\nContent-Length: 1000000\r\nExpect: 100-continue\r\n\r\n");
+    client.send("POST /upload HTTP/1.1\r\nHost: test\r\nContent-Length: 1000000\r\nExpect: "
+                "100-continue\r\n\r\n");
     auto res = client.read_response();
 
     REQUIRE(res);
@@ -498,7 +513,8 @@ TEST_CASE("an Expect other than 100-continue is answered 417", "[http][server]")
     test_server server{http::router{}.post("/upload", text("stored"))};
     raw_client client{server.port()};
 
-    client.send("POST /upload HTTP/1.1\r\nHost: test\r\nContent-Length: 5\r\nExpect: teapot\r\n\r\n");
+    client.send(
+        "POST /upload HTTP/1.1\r\nHost: test\r\nContent-Length: 5\r\nExpect: teapot\r\n\r\n");
     auto res = client.read_response();
 
     REQUIRE(res);
@@ -524,7 +540,8 @@ TEST_CASE("a client sending its headers too slowly is disconnected (slowloris)",
     bool refused = false;
 
     // One header byte every 50 ms never completes the headers within 300 ms.
-    const std::string request = request_text("GET", "/hello", "X-Slow: " + std::string(200, 's') + "\r\n");
+    const std::string request =
+        request_text("GET", "/hello", "X-Slow: " + std::string(200, 's') + "\r\n");
     for (char c : request) {
         boost::system::error_code ec;
         boost::asio::write(client.socket(), boost::asio::buffer(&c, 1), ec);
@@ -553,7 +570,8 @@ TEST_CASE("an idle kept-alive connection is closed after the idle timeout", "[ht
     CHECK(client.closed_by_server(5s));
 }
 
-TEST_CASE("a handler that outlives the request timeout is cancelled and answered 503", "[http][server]")
+TEST_CASE("a handler that outlives the request timeout is cancelled and answered 503",
+          "[http][server]")
 {
     auto options = test_options();
     options.request_timeout = 200ms;
@@ -576,7 +594,8 @@ TEST_CASE("requests over the in-flight cap are answered 503 with Retry-After", "
     options.max_in_flight = 1;
     options.retry_after = 7s;
     sleeping_handler sleeper{60s};
-    test_server server{http::router{}.get("/slow", sleeper.get()).get("/hello", text("hi")), options};
+    test_server server{http::router{}.get("/slow", sleeper.get()).get("/hello", text("hi")),
+                       options};
     raw_client busy{server.port()};
     raw_client shed{server.port()};
 
@@ -625,22 +644,23 @@ TEST_CASE("a client that disconnects mid-handler cancels the handler", "[http][s
     CHECK(wait_for([&] { return server.server().metrics().requests(0, 499) == 1; }));
 }
 
-TEST_CASE("work bound to the context's cancellation source stops when the client leaves", "[http][server]")
+TEST_CASE("work bound to the context's cancellation source stops when the client leaves",
+          "[http][server]")
 {
     auto stopped = std::make_shared<std::promise<boost::system::error_code>>();
     auto started = std::make_shared<std::atomic<bool>>(false);
     http::router routes;
-    routes.get("/bound", [stopped, started](http::request_context& ctx) -> asio::awaitable<http::response> {
-        // A timer on another executor, tied to the request only through the source.
-        auto timer = std::make_shared<asio::steady_timer>(ctx.get_executor(), 60s);
-        timer->async_wait(ctx.cancellation().bind([stopped, timer](boost::system::error_code ec) {
-            stopped->set_value(ec);
-        }));
-        *started = true;
-        asio::steady_timer wait{ctx.get_executor(), 60s};
-        co_await wait.async_wait(asio::use_awaitable);
-        co_return http::response{};
-    });
+    routes.get("/bound",
+               [stopped, started](http::request_context& ctx) -> asio::awaitable<http::response> {
+                   // A timer on another executor, tied to the request only through the source.
+                   auto timer = std::make_shared<asio::steady_timer>(ctx.get_executor(), 60s);
+                   timer->async_wait(ctx.cancellation().bind(
+                       [stopped, timer](boost::system::error_code ec) { stopped->set_value(ec); }));
+                   *started = true;
+                   asio::steady_timer wait{ctx.get_executor(), 60s};
+                   co_await wait.async_wait(asio::use_awaitable);
+                   co_return http::response{};
+               });
     test_server server{std::move(routes)};
     raw_client client{server.port()};
 
@@ -653,7 +673,8 @@ TEST_CASE("work bound to the context's cancellation source stops when the client
     CHECK(result.get() == asio::error::operation_aborted);
 }
 
-TEST_CASE("a half-closed client still gets the answer of a handler that does not wait", "[http][server]")
+TEST_CASE("a half-closed client still gets the answer of a handler that does not wait",
+          "[http][server]")
 {
     test_server server{http::router{}.get("/hello", text("hi"))};
     raw_client client{server.port()};
@@ -706,7 +727,8 @@ TEST_CASE("a shutdown closes idle kept-alive connections at once", "[http][serve
     CHECK(client.closed_by_server(1s));
 }
 
-TEST_CASE("a shutdown cancels the handlers still running when the drain period ends", "[http][server]")
+TEST_CASE("a shutdown cancels the handlers still running when the drain period ends",
+          "[http][server]")
 {
     sleeping_handler sleeper{60s};
     test_server server{http::router{}.get("/slow", sleeper.get())};
@@ -724,7 +746,8 @@ TEST_CASE("a shutdown cancels the handlers still running when the drain period e
     CHECK(error_of(*res) == "server is shutting down");
 }
 
-TEST_CASE("a server stopped at once during a shutdown frees its state with its io_context", "[http][server]")
+TEST_CASE("a server stopped at once during a shutdown frees its state with its io_context",
+          "[http][server]")
 {
     // What a second SIGTERM does (shutdown_on_signals): stop() and io.stop()
     // while a graceful shutdown waits for a handler, then the server and the
@@ -736,7 +759,9 @@ TEST_CASE("a server stopped at once during a shutdown frees its state with its i
         asio::io_context io;
         sleeping_handler sleeper{60s};
         http::router routes;
-        routes.get("/slow", [capture, slow = sleeper.get()](http::request_context& ctx) { return slow(ctx); });
+        routes.get("/slow", [capture, slow = sleeper.get()](http::request_context& ctx) {
+            return slow(ctx);
+        });
         capture.reset();
         http::server server{io, std::move(routes), test_options()};
         server.start();
@@ -798,9 +823,12 @@ TEST_CASE("/metrics is Prometheus text counting requests by route and status", "
     const auto& text = res->body();
     INFO(text);
     CHECK(tame_test::prometheus_problem(text) == "");
-    CHECK(text.find("tame_http_requests_total{route=\"GET /hello\",code=\"200\"} 1\n") != std::string::npos);
-    CHECK(text.find("tame_http_requests_total{route=\"unmatched\",code=\"404\"} 1\n") != std::string::npos);
-    CHECK(text.find("tame_http_requests_in_flight 0\n") != std::string::npos); // /metrics itself is not counted
+    CHECK(text.find("tame_http_requests_total{route=\"GET /hello\",code=\"200\"} 1\n") !=
+          std::string::npos);
+    CHECK(text.find("tame_http_requests_total{route=\"unmatched\",code=\"404\"} 1\n") !=
+          std::string::npos);
+    CHECK(text.find("tame_http_requests_in_flight 0\n") !=
+          std::string::npos); // /metrics itself is not counted
     CHECK(text.find("tame_http_connections 1\n") != std::string::npos);
 }
 
@@ -811,8 +839,9 @@ TEST_CASE("an access-log line is written for each request", "[http][server]")
     auto options = test_options();
     options.access_log = [&](const http::access_entry& e) {
         std::lock_guard lock{mutex};
-        lines.push_back(std::string{e.method} + " " + std::string{e.target} + " " + std::to_string(e.status) + " " +
-                        std::to_string(e.bytes) + (e.peer.address().is_loopback() ? " loopback" : " other"));
+        lines.push_back(std::string{e.method} + " " + std::string{e.target} + " " +
+                        std::to_string(e.status) + " " + std::to_string(e.bytes) +
+                        (e.peer.address().is_loopback() ? " loopback" : " other"));
     };
     test_server server{http::router{}.get("/hello", text("hi")), options};
     raw_client client{server.port()};
@@ -925,14 +954,17 @@ TEST_CASE("a shutdown does not count handlers cancelled before it began", "[http
     auto finished = std::make_shared<std::atomic<bool>>(false);
     auto cancelled = std::make_shared<std::atomic<bool>>(false);
     http::router routes;
-    routes.get("/stubborn", [finished, cancelled](http::request_context& ctx) -> asio::awaitable<http::response> {
-        asio::steady_timer timer{ctx.get_executor(), 800ms};
-        // Deaf to cancellation: it finishes its wait whatever happens.
-        co_await timer.async_wait(asio::bind_cancellation_slot(asio::cancellation_slot{}, asio::use_awaitable));
-        *cancelled = ctx.is_cancelled();
-        *finished = true;
-        co_return http::response{http::status::ok, 11};
-    });
+    routes.get(
+        "/stubborn",
+        [finished, cancelled](http::request_context& ctx) -> asio::awaitable<http::response> {
+            asio::steady_timer timer{ctx.get_executor(), 800ms};
+            // Deaf to cancellation: it finishes its wait whatever happens.
+            co_await timer.async_wait(
+                asio::bind_cancellation_slot(asio::cancellation_slot{}, asio::use_awaitable));
+            *cancelled = ctx.is_cancelled();
+            *finished = true;
+            co_return http::response{http::status::ok, 11};
+        });
     test_server server{std::move(routes), options};
     raw_client client{server.port()};
     client.send(request_text("GET", "/stubborn"));
@@ -1024,7 +1056,8 @@ TEST_CASE("a single-threaded server serves and cancels without strands", "[http]
     auto options = test_options();
     options.single_threaded = true;
     sleeping_handler sleeper{60s};
-    test_server server{http::router{}.get("/slow", sleeper.get()).get("/hello", text("hi")), options};
+    test_server server{http::router{}.get("/slow", sleeper.get()).get("/hello", text("hi")),
+                       options};
     raw_client leaver{server.port()};
     raw_client client{server.port()};
 

@@ -16,7 +16,8 @@ asio::awaitable<void> poll_queue(tame::cancel_source& shutdown, int id)
     asio::steady_timer next_poll{co_await asio::this_coro::executor};
     for (int polls = 0;; ++polls) {
         next_poll.expires_after(10ms);
-        auto [ec] = co_await next_poll.async_wait(shutdown.bind(asio::as_tuple(asio::use_awaitable)));
+        auto [ec] =
+            co_await next_poll.async_wait(shutdown.bind(asio::as_tuple(asio::use_awaitable)));
         if (ec) {
             std::printf("worker %d stopped after %d polls\n", id, polls);
             co_return;
@@ -32,7 +33,8 @@ asio::awaitable<void> handle_request(tame::cancel_source& shutdown)
     asio::steady_timer client_hangs_up{co_await asio::this_coro::executor, 5ms};
     client_hangs_up.async_wait([request](auto) mutable { request.emit(); });
 
-    auto [ec] = co_await upstream_call.async_wait(request.bind(asio::as_tuple(asio::use_awaitable)));
+    auto [ec] =
+        co_await upstream_call.async_wait(request.bind(asio::as_tuple(asio::use_awaitable)));
     std::printf("request: %s; server shutting down: %s\n", ec.message().c_str(),
                 shutdown.cancelled() ? "yes" : "no");
 }

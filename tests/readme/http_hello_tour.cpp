@@ -24,7 +24,8 @@ int main()
 
     http::router routes;
     routes.get("/hello/{name}", [](http::request_context& ctx) -> asio::awaitable<http::response> {
-        co_return http::json_response(boost::json::object{{"message", "hello, " + ctx.path_param("name")}});
+        co_return http::json_response(
+            boost::json::object{{"message", "hello, " + ctx.path_param("name")}});
     });
     routes.post("/echo", [](http::request_context& ctx) -> asio::awaitable<http::response> {
         auto body = http::parse_json_object(ctx.request()); // 400 with the reason if it is not
@@ -32,19 +33,21 @@ int main()
     });
 
     http::server_options options;
-    options.port = 0;               // a free port; the default is 8080
-    options.request_timeout = 2s;   // a handler still running then is cancelled: 503
+    options.port = 0;             // a free port; the default is 8080
+    options.request_timeout = 2s; // a handler still running then is cancelled: 503
     http::server server{io, std::move(routes), options};
     server.start();
-    http::shutdown_on_signals on_signals{io, server, 10s, [](std::size_t cancelled) {
-        std::printf("stopped; %zu requests cancelled\n", cancelled);
-    }};
+    http::shutdown_on_signals on_signals{
+        io, server, 10s,
+        [](std::size_t cancelled) { std::printf("stopped; %zu requests cancelled\n", cancelled); }};
 
     asio::co_spawn(
         io,
         [&]() -> asio::awaitable<void> {
-            const auto url = "http://127.0.0.1:" + std::to_string(server.local_endpoint().port()) + "/hello/tame";
-            auto res = co_await http::async_get(io.get_executor(), url, tame::cancel_after(1s, asio::use_awaitable));
+            const auto url = "http://127.0.0.1:" + std::to_string(server.local_endpoint().port()) +
+                             "/hello/tame";
+            auto res = co_await http::async_get(io.get_executor(), url,
+                                                tame::cancel_after(1s, asio::use_awaitable));
             std::printf("%u %s\n", res.result_int(), res.body().c_str());
             std::raise(SIGTERM);
         },

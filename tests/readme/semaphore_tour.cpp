@@ -40,10 +40,9 @@ int main()
     asio::cancellation_signal give_up;
     asio::post(io, [&] {
         std::printf("try_acquire: %s\n", limit.try_acquire() ? "got one" : "none free");
-        limit.async_acquire(asio::bind_cancellation_slot(
-            give_up.slot(), [](tame::error_code ec, tame::permit p) {
-                std::printf("impatient acquire: %s, holds %zu\n", ec.message().c_str(),
-                            p.count());
+        limit.async_acquire(
+            asio::bind_cancellation_slot(give_up.slot(), [](tame::error_code ec, tame::permit p) {
+                std::printf("impatient acquire: %s, holds %zu\n", ec.message().c_str(), p.count());
             }));
         give_up.emit(asio::cancellation_type::terminal);
     });

@@ -39,7 +39,8 @@ asio::awaitable<void> generate_all(tame::task_pool& pool, std::vector<int> ids)
             co_await generate_report(id); // a failure goes to on_exception
         };
         // Waits while 3 reports run: backpressure instead of a goroutine per id.
-        auto [ec] = co_await pool.async_submit(std::move(task), asio::as_tuple(asio::use_awaitable));
+        auto [ec] =
+            co_await pool.async_submit(std::move(task), asio::as_tuple(asio::use_awaitable));
         if (ec) {
             wg.done(); // refused (closed, or overloaded with max_waiting): never ran
         }
@@ -87,13 +88,16 @@ int main()
 
     std::vector<std::string> results;
     std::size_t cancelled = 99;
-    asio::co_spawn(io, [&]() -> asio::awaitable<void> {
-        const std::vector<int> ids{1, 2, 3, 4, 5, 6}; // named: see "g++ 12" below
-        co_await generate_all(pool, ids);
-        results = co_await collect_all(pool, ids);
-        // Graceful stop: no new work, 1 s for what runs, then cancel the rest.
-        cancelled = co_await pool.async_shutdown(1s, asio::use_awaitable);
-    }, asio::detached);
+    asio::co_spawn(
+        io,
+        [&]() -> asio::awaitable<void> {
+            const std::vector<int> ids{1, 2, 3, 4, 5, 6}; // named: see "g++ 12" below
+            co_await generate_all(pool, ids);
+            results = co_await collect_all(pool, ids);
+            // Graceful stop: no new work, 1 s for what runs, then cancel the rest.
+            cancelled = co_await pool.async_shutdown(1s, asio::use_awaitable);
+        },
+        asio::detached);
     io.run();
 
     for (const auto& line : results) {

@@ -37,16 +37,18 @@ http::router stress_routes(counters& seen)
         ++seen.handled;
         co_return http::response{http::status::ok, 11, "hello"};
     });
-    routes.get("/sleep/{ms}", [&seen](http::request_context& ctx) -> asio::awaitable<http::response> {
-        asio::steady_timer timer{ctx.get_executor(), std::chrono::milliseconds{std::stoi(ctx.path_param("ms"))}};
-        auto [ec] = co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
-        if (ec) {
-            ++seen.cancelled;
-            throw boost::system::system_error{ec};
-        }
-        ++seen.handled;
-        co_return http::json_response(boost::json::object{{"slept", ctx.path_param("ms")}});
-    });
+    routes.get(
+        "/sleep/{ms}", [&seen](http::request_context& ctx) -> asio::awaitable<http::response> {
+            asio::steady_timer timer{ctx.get_executor(),
+                                     std::chrono::milliseconds{std::stoi(ctx.path_param("ms"))}};
+            auto [ec] = co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+            if (ec) {
+                ++seen.cancelled;
+                throw boost::system::system_error{ec};
+            }
+            ++seen.handled;
+            co_return http::json_response(boost::json::object{{"slept", ctx.path_param("ms")}});
+        });
     routes.get("/boom", [&seen](http::request_context&) -> asio::awaitable<http::response> {
         ++seen.handled;
         throw http::http_error{http::status::conflict, "boom"};
@@ -86,7 +88,9 @@ TEST_CASE("clients on many threads get every answer from a multi-threaded server
                     ++left;
                     continue;
                 }
-                const std::string target = kind < 5 ? "/hello" : kind < 8 ? "/sleep/" + std::to_string(kind - 4) : "/boom";
+                const std::string target = kind < 5   ? "/hello"
+                                           : kind < 8 ? "/sleep/" + std::to_string(kind - 4)
+                                                      : "/boom";
                 client->send(request_text("GET", target));
                 auto res = client->read_response();
                 if (!res) {

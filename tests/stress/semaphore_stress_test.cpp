@@ -1,12 +1,12 @@
 #include <tame/semaphore.hpp>
 
 #include <boost/asio/as_tuple.hpp>
-#include <boost/asio/bind_executor.hpp>
-#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/bind_executor.hpp>
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/strand.hpp>
@@ -39,7 +39,7 @@ void run_on_threads(asio::io_context& io, int threads)
 
 /// The largest value `counter` held, kept up to date by add().
 class peak_counter {
-public:
+  public:
     void add(std::size_t n)
     {
         const std::size_t now = current_.fetch_add(n) + n;
@@ -50,7 +50,7 @@ public:
     void sub(std::size_t n) { current_.fetch_sub(n); }
     std::size_t peak() const { return peak_.load(); }
 
-private:
+  private:
     std::atomic<std::size_t> current_{0};
     std::atomic<std::size_t> peak_{0};
 };
@@ -116,9 +116,8 @@ TEST_CASE("strand-bound waiters are cancelled on their strand while other thread
                     auto op = sem.async_acquire(
                         1, asio::bind_cancellation_slot(signal->slot(),
                                                         asio::as_tuple(asio::use_awaitable)));
-                    asio::post(strand, [signal] {
-                        signal->emit(asio::cancellation_type::terminal);
-                    });
+                    asio::post(strand,
+                               [signal] { signal->emit(asio::cancellation_type::terminal); });
                     auto [ec, p] = co_await std::move(op);
                     if (!ec && p) {
                         ++granted;
@@ -212,8 +211,8 @@ TEST_CASE("try_acquire, set_capacity and cancellation on several threads lose no
         sem.async_acquire(
             1 + rng() % 4,
             asio::bind_cancellation_slot(
-                signal->slot(), asio::bind_executor(strand, [&, signal](tame::error_code,
-                                                                         tame::permit p) {
+                signal->slot(),
+                asio::bind_executor(strand, [&, signal](tame::error_code, tame::permit p) {
                     asio::post(io, [p = std::move(p)]() mutable { p.release(); });
                     --outstanding;
                 })));

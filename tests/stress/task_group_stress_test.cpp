@@ -68,7 +68,8 @@ TEST_CASE("task groups on a multi-threaded io_context keep their limit and accou
                             throw std::runtime_error{"task 50 failed"};
                         }
                     };
-                    auto [ec] = co_await group.async_spawn(task, asio::as_tuple(asio::use_awaitable));
+                    auto [ec] =
+                        co_await group.async_spawn(task, asio::as_tuple(asio::use_awaitable));
                     if (ec) {
                         ++refused;
                         break;

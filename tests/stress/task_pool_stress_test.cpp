@@ -2,8 +2,8 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -199,10 +199,12 @@ TEST_CASE("async_shutdown on a two-thread io_context, with a grace period as lon
         {
             tame::task_pool pool{io};
             for (int k = 0; k < 4; ++k) {
-                pool.async_submit([]() -> asio::awaitable<void> {
-                    asio::steady_timer timer{co_await asio::this_coro::executor, 1ms};
-                    co_await timer.async_wait(asio::use_awaitable);
-                }, [](tame::error_code) {});
+                pool.async_submit(
+                    []() -> asio::awaitable<void> {
+                        asio::steady_timer timer{co_await asio::this_coro::executor, 1ms};
+                        co_await timer.async_wait(asio::use_awaitable);
+                    },
+                    [](tame::error_code) {});
             }
             std::promise<std::size_t> done;
             pool.async_shutdown(std::chrono::microseconds{900 + (i % 7) * 50},
@@ -218,8 +220,7 @@ TEST_CASE("async_shutdown on a two-thread io_context, with a grace period as lon
     CHECK(shutdowns == 100);
 }
 
-TEST_CASE("no task starts after a drain that followed close() has completed",
-          "[stress][task_pool]")
+TEST_CASE("no task starts after a drain that followed close() has completed", "[stress][task_pool]")
 {
     // Submitters race close() + async_drain(): once the drain has completed,
     // nothing may start.

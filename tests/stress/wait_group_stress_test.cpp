@@ -11,8 +11,7 @@
 
 namespace asio = boost::asio;
 
-TEST_CASE("a wait completes exactly once after work ends on many threads",
-          "[stress][wait_group]")
+TEST_CASE("a wait completes exactly once after work ends on many threads", "[stress][wait_group]")
 {
     constexpr int tasks = 20000;
     asio::io_context io{2};

@@ -46,7 +46,7 @@ struct cancel_source_binder {
 ///
 /// Thread safety: every member may be called from any thread.
 class cancel_source {
-public:
+  public:
     /// A source not yet emitted, with no parent.
     cancel_source() : state_{std::make_shared<detail::cancel_source_state>()} {}
 
@@ -89,7 +89,7 @@ public:
     /// How many bound operations are still running, plus the live child sources.
     std::size_t bound() const noexcept { return state_->size(); }
 
-private:
+  private:
     explicit cancel_source(std::shared_ptr<detail::cancel_source_state> state) noexcept
         : state_{std::move(state)}
     {

@@ -54,8 +54,8 @@ auto cancel_at(std::chrono::time_point<Clock, Duration> deadline, asio::cancella
                Token&& token)
 {
     return cancel_at_t<std::decay_t<Token>, Clock>{
-        std::forward<Token>(token), std::chrono::time_point_cast<typename Clock::duration>(deadline),
-        type};
+        std::forward<Token>(token),
+        std::chrono::time_point_cast<typename Clock::duration>(deadline), type};
 }
 
 /// cancel_at() with terminal cancellation.

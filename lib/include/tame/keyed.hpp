@@ -15,7 +15,7 @@ namespace tame {
 /// other keys, or none, run in parallel with them. Keys are strings; integers
 /// are turned into their decimal text, so `keyed{42}` and `keyed{"42"}` are equal.
 class keyed {
-public:
+  public:
     explicit keyed(std::string key) noexcept : key_{std::move(key)} {}
     explicit keyed(std::string_view key) : key_{key} {}
     explicit keyed(const char* key) : key_{key} {}
@@ -27,7 +27,7 @@ public:
 
     const std::string& key() const noexcept { return key_; }
 
-private:
+  private:
     std::string key_;
 };
 

@@ -17,7 +17,7 @@ class async_semaphore;
 /// that is delivered but never received, because its handler was destroyed when
 /// the io_context shut down, is given back all the same.
 class permit {
-public:
+  public:
     /// An empty permit, holding nothing.
     permit() noexcept = default;
 
@@ -52,7 +52,7 @@ public:
         }
     }
 
-private:
+  private:
     friend class async_semaphore;
     friend class detail::semaphore_state;
 

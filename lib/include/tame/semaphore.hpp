@@ -68,7 +68,7 @@ inline std::tuple<error_code, permit> take_result(semaphore_waiter& waiter) noex
 /// outlive the semaphore: coroutine frames that an io_context destroys after it
 /// give their permits back safely.
 class async_semaphore {
-public:
+  public:
     using executor_type = asio::any_io_executor;
 
     /// The largest capacity a semaphore can have.
@@ -84,7 +84,7 @@ public:
 
     /// A semaphore whose default executor is `context`'s.
     template <class ExecutionContext>
-        requires std::is_convertible_v<ExecutionContext&, asio::execution_context&>
+    requires std::is_convertible_v<ExecutionContext&, asio::execution_context&>
     async_semaphore(ExecutionContext& context, std::size_t permits)
         : async_semaphore{context.get_executor(), permits}
     {
@@ -131,16 +131,17 @@ public:
     ///
     /// Thread safety: may be called from any thread.
     template <class Token = asio::default_completion_token_t<executor_type>>
-        requires asio::completion_token_for<Token, void(error_code, permit)>
-    auto async_acquire(std::size_t n, Token&& token = asio::default_completion_token_t<executor_type>())
+    requires asio::completion_token_for<Token, void(error_code, permit)>
+    auto async_acquire(std::size_t n,
+                       Token&& token = asio::default_completion_token_t<executor_type>())
     {
-        return asio::async_initiate<Token, void(error_code, permit)>(initiate_acquire{this},
-                                                                      token, n);
+        return asio::async_initiate<Token, void(error_code, permit)>(initiate_acquire{this}, token,
+                                                                     n);
     }
 
     /// async_acquire() of one permit.
     template <class Token = asio::default_completion_token_t<executor_type>>
-        requires asio::completion_token_for<Token, void(error_code, permit)>
+    requires asio::completion_token_for<Token, void(error_code, permit)>
     auto async_acquire(Token&& token = asio::default_completion_token_t<executor_type>())
     {
         return async_acquire(1, std::forward<Token>(token));
@@ -203,7 +204,7 @@ public:
 
     semaphore_stats stats() const { return state_->stats(); }
 
-private:
+  private:
     struct initiate_acquire {
         async_semaphore* self;
 
@@ -212,14 +213,13 @@ private:
         template <class Handler>
         void operator()(Handler&& handler, std::size_t n) const
         {
-            using waiter_type =
-                detail::queued_handler<detail::semaphore_waiter, std::decay_t<Handler>,
-                                       executor_type>;
+            using waiter_type = detail::queued_handler<detail::semaphore_waiter,
+                                                       std::decay_t<Handler>, executor_type>;
             detail::semaphore_state* state = self->state_.get();
             waiter_type::template launch<canceller>(
                 std::forward<Handler>(handler), self->executor_,
-                [state](detail::semaphore_waiter& waiter) { state->start(waiter); },
-                self->state_, n);
+                [state](detail::semaphore_waiter& waiter) { state->start(waiter); }, self->state_,
+                n);
         }
     };
 

@@ -5,10 +5,10 @@
 #include <tame/cancel_source.hpp>
 #include <tame/deadline.hpp>
 #include <tame/error.hpp>
+#include <tame/keyed.hpp>
 #include <tame/permit.hpp>
 #include <tame/semaphore.hpp>
 #include <tame/semaphore_stats.hpp>
-#include <tame/keyed.hpp>
 #include <tame/task_group.hpp>
 #include <tame/task_pool.hpp>
 #include <tame/task_pool_options.hpp>

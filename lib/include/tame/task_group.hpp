@@ -27,7 +27,8 @@ namespace tame {
 /// steps, and a throw halfway could not be told apart from a task not started.
 template <class F>
 concept task_factory = std::is_nothrow_move_constructible_v<std::decay_t<F>> &&
-                       std::same_as<std::invoke_result_t<std::decay_t<F>&>, asio::awaitable<void>>;
+                       std::same_as < std::invoke_result_t < std::decay_t<F>
+& >, asio::awaitable < void >> ;
 
 /// Structured concurrency for coroutines: Go's errgroup with SetLimit.
 ///
@@ -56,7 +57,7 @@ concept task_factory = std::is_nothrow_move_constructible_v<std::decay_t<F>> &&
 ///
 /// Thread safety: every member may be called from any thread.
 class task_group {
-public:
+  public:
     using executor_type = asio::any_io_executor;
 
     /// A group whose tasks run on strands of `ex`, at most `limit` at once (0: no
@@ -69,7 +70,7 @@ public:
 
     /// A group whose tasks run on `context`.
     template <class ExecutionContext>
-        requires std::is_convertible_v<ExecutionContext&, asio::execution_context&>
+    requires std::is_convertible_v<ExecutionContext&, asio::execution_context&>
     explicit task_group(ExecutionContext& context, std::size_t limit = 0)
         : task_group{context.get_executor(), limit}
     {
@@ -109,12 +110,11 @@ public:
     /// The handler runs on its associated executor (by default the group's),
     /// never inside this call. A join waits for spawns that are still waiting.
     template <task_factory F, class Token = asio::default_completion_token_t<executor_type>>
-        requires asio::completion_token_for<Token, void(error_code)>
+    requires asio::completion_token_for<Token, void(error_code)>
     auto async_spawn(F&& f, Token&& token = asio::default_completion_token_t<executor_type>())
     {
         return asio::async_compose<Token, void(error_code)>(
-            detail::spawn_op<std::decay_t<F>>{state_, std::forward<F>(f)}, token,
-            state_->executor);
+            detail::spawn_op<std::decay_t<F>>{state_, std::forward<F>(f)}, token, state_->executor);
     }
 
     /// The coroutine way to spawn: `co_await group.spawn(f);`.
@@ -168,7 +168,7 @@ public:
     /// The handler runs on its associated executor (by default the group's),
     /// never inside this call. Several joins may wait at once.
     template <class Token = asio::default_completion_token_t<executor_type>>
-        requires asio::completion_token_for<Token, void(std::exception_ptr)>
+    requires asio::completion_token_for<Token, void(std::exception_ptr)>
     auto async_join(Token&& token = asio::default_completion_token_t<executor_type>())
     {
         return asio::async_initiate<Token, void(std::exception_ptr)>(initiate_join{state_}, token);
@@ -184,15 +184,12 @@ public:
     bool cancelled() const noexcept { return state_->cancel.cancelled(); }
 
     /// Tasks started and not yet ended.
-    std::size_t running() const noexcept
-    {
-        return state_->running.load(std::memory_order_relaxed);
-    }
+    std::size_t running() const noexcept { return state_->running.load(std::memory_order_relaxed); }
 
     /// The most tasks that run at once; 0 when there is no limit.
     std::size_t limit() const noexcept { return state_->limit; }
 
-private:
+  private:
     struct initiate_join {
         std::shared_ptr<detail::task_group_state> state;
 

@@ -32,8 +32,9 @@ namespace tame {
 /// type must be default-constructible (as co_spawn requires): a failed task
 /// delivers `T{}` beside its exception.
 template <class F>
-concept pool_task = std::is_nothrow_move_constructible_v<std::decay_t<F>> &&
-                    std::invocable<std::decay_t<F>&>;
+concept pool_task =
+    std::is_nothrow_move_constructible_v<std::decay_t<F>> && std::invocable < std::decay_t<F>
+& > ;
 
 /// The value type of a pool task: `T` for `awaitable<T>`, else what `f()` returns.
 template <pool_task F>
@@ -78,7 +79,7 @@ using run_signature = typename detail::run_signature<T>::type;
 ///
 /// Thread safety: every member may be called from any thread.
 class task_pool {
-public:
+  public:
     using executor_type = asio::any_io_executor;
 
     /// A pool whose tasks run on strands of `ex`. Throws std::invalid_argument
@@ -90,7 +91,7 @@ public:
 
     /// A pool whose tasks run on `context`.
     template <class ExecutionContext>
-        requires std::is_convertible_v<ExecutionContext&, asio::execution_context&>
+    requires std::is_convertible_v<ExecutionContext&, asio::execution_context&>
     explicit task_pool(ExecutionContext& context, const task_pool_options& options = {})
         : task_pool{context.get_executor(), options}
     {
@@ -132,7 +133,7 @@ public:
     /// The handler runs on its associated executor (by default the pool's),
     /// never inside this call.
     template <pool_task F, class Token = asio::default_completion_token_t<executor_type>>
-        requires asio::completion_token_for<Token, void(error_code)>
+    requires asio::completion_token_for<Token, void(error_code)>
     auto async_submit(F&& f, Token&& token = asio::default_completion_token_t<executor_type>())
     {
         return asio::async_initiate<Token, void(error_code)>(
@@ -143,7 +144,7 @@ public:
     /// with the same key have ended. Waiting for the key's turn is waiting (it
     /// counts against `max_waiting`, and is cancellable).
     template <pool_task F, class Token = asio::default_completion_token_t<executor_type>>
-        requires asio::completion_token_for<Token, void(error_code)>
+    requires asio::completion_token_for<Token, void(error_code)>
     auto async_submit(keyed key, F&& f,
                       Token&& token = asio::default_completion_token_t<executor_type>())
     {
@@ -181,9 +182,8 @@ public:
     /// the run completes when the task ends. A coroutine task honours terminal
     /// cancellation (co_spawn's default filter); partial and total reach it only
     /// if it widens its filter with `this_coro::reset_cancellation_state`.
-    template <pool_task F,
-              class Token = asio::default_completion_token_t<executor_type>>
-        requires asio::completion_token_for<Token, run_signature<pool_task_value_t<F>>>
+    template <pool_task F, class Token = asio::default_completion_token_t<executor_type>>
+    requires asio::completion_token_for<Token, run_signature<pool_task_value_t<F>>>
     auto async_run(F&& f, Token&& token = asio::default_completion_token_t<executor_type>())
     {
         return asio::async_initiate<Token, run_signature<pool_task_value_t<F>>>(
@@ -191,9 +191,8 @@ public:
     }
 
     /// async_run() with an ordering key.
-    template <pool_task F,
-              class Token = asio::default_completion_token_t<executor_type>>
-        requires asio::completion_token_for<Token, run_signature<pool_task_value_t<F>>>
+    template <pool_task F, class Token = asio::default_completion_token_t<executor_type>>
+    requires asio::completion_token_for<Token, run_signature<pool_task_value_t<F>>>
     auto async_run(keyed key, F&& f,
                    Token&& token = asio::default_completion_token_t<executor_type>())
     {
@@ -212,10 +211,7 @@ public:
     std::size_t capacity() const noexcept { return state_->slots.capacity(); }
 
     /// Tasks started and not yet ended.
-    std::size_t running() const noexcept
-    {
-        return state_->running.load(std::memory_order_relaxed);
-    }
+    std::size_t running() const noexcept { return state_->running.load(std::memory_order_relaxed); }
 
     /// The pool's counters now.
     task_pool_stats stats() const noexcept { return state_->stats(); }
@@ -238,7 +234,7 @@ public:
     /// pattern is `with_timeout(pool.async_drain(use_awaitable), d)`, then
     /// cancel_all() if it timed out.
     template <class Token = asio::default_completion_token_t<executor_type>>
-        requires asio::completion_token_for<Token, void(error_code)>
+    requires asio::completion_token_for<Token, void(error_code)>
     auto async_drain(Token&& token = asio::default_completion_token_t<executor_type>())
     {
         return state_->tasks.async_wait(std::forward<Token>(token));
@@ -263,7 +259,7 @@ public:
     /// of their own.
     template <class Rep, class Period,
               class Token = asio::default_completion_token_t<executor_type>>
-        requires asio::completion_token_for<Token, void(std::size_t)>
+    requires asio::completion_token_for<Token, void(std::size_t)>
     auto async_shutdown(std::chrono::duration<Rep, Period> grace,
                         Token&& token = asio::default_completion_token_t<executor_type>())
     {
@@ -271,7 +267,7 @@ public:
             detail::initiate_pool_shutdown{state_, detail::clamp_grace(grace)}, token);
     }
 
-private:
+  private:
     template <class F>
     error_code try_start(F&& given, const std::string* key)
     {

@@ -43,7 +43,7 @@ inline std::tuple<error_code> take_result(wait_group_waiter& waiter) noexcept
 /// waiters; destroying it completes the waiters with
 /// `asio::error::operation_aborted`.
 class wait_group {
-public:
+  public:
     using executor_type = asio::any_io_executor;
 
     /// An empty group; handlers without an associated executor complete on `ex`.
@@ -54,10 +54,8 @@ public:
 
     /// A group whose default executor is `context`'s.
     template <class ExecutionContext>
-        requires std::is_convertible_v<ExecutionContext&, asio::execution_context&>
-    explicit wait_group(ExecutionContext& context) : wait_group{context.get_executor()}
-    {
-    }
+    requires std::is_convertible_v<ExecutionContext&, asio::execution_context&>
+    explicit wait_group(ExecutionContext& context) : wait_group{context.get_executor()} {}
 
     wait_group(wait_group&&) noexcept = default;
 
@@ -104,13 +102,13 @@ public:
     ///
     /// Thread safety: may be called from any thread.
     template <class Token = asio::default_completion_token_t<executor_type>>
-        requires asio::completion_token_for<Token, void(error_code)>
+    requires asio::completion_token_for<Token, void(error_code)>
     auto async_wait(Token&& token = asio::default_completion_token_t<executor_type>())
     {
         return asio::async_initiate<Token, void(error_code)>(initiate_wait{this}, token);
     }
 
-private:
+  private:
     struct initiate_wait {
         wait_group* self;
 
@@ -124,8 +122,7 @@ private:
             auto& state = *self->state_;
             waiter_type::template launch<canceller>(
                 std::forward<Handler>(handler), self->executor_,
-                [&state](detail::wait_group_waiter& waiter) { state.start(waiter); },
-                self->state_);
+                [&state](detail::wait_group_waiter& waiter) { state.start(waiter); }, self->state_);
         }
     };
 

@@ -48,8 +48,9 @@ error_code split_url(std::string_view url, endpoint_parts& out)
         return errc::invalid_url;
     }
     // An IPv6 literal is bracketed in the URL and in Host, but not for the resolver.
-    out.host = parsed->host_type() == boost::urls::host_type::ipv6 ? parsed->host_ipv6_address().to_string()
-                                                                   : std::string{parsed->host_name()};
+    out.host = parsed->host_type() == boost::urls::host_type::ipv6
+                   ? parsed->host_ipv6_address().to_string()
+                   : std::string{parsed->host_name()};
     if (parsed->host_type() == boost::urls::host_type::ipv4) {
         out.host = parsed->host_ipv4_address().to_string();
     }
@@ -66,14 +67,11 @@ error_code split_url(std::string_view url, endpoint_parts& out)
 /// One request's exchange, on its own strand. Cancellation closes the socket
 /// (or cancels the resolve) from the strand.
 class exchange : public std::enable_shared_from_this<exchange> {
-public:
-    exchange(const asio::any_io_executor& ex, endpoint_parts parts, request req, client_options options)
-        : strand_{asio::make_strand(ex)},
-          resolver_{strand_},
-          socket_{strand_},
-          parts_{std::move(parts)},
-          req_{std::move(req)},
-          options_{options}
+  public:
+    exchange(const asio::any_io_executor& ex, endpoint_parts parts, request req,
+             client_options options)
+        : strand_{asio::make_strand(ex)}, resolver_{strand_}, socket_{strand_},
+          parts_{std::move(parts)}, req_{std::move(req)}, options_{options}
     {
     }
 
@@ -91,13 +89,15 @@ public:
     asio::awaitable<std::tuple<error_code, response>> run()
     {
         auto fail = [this](error_code ec) {
-            return std::tuple{cancelled_ ? error_code{asio::error::operation_aborted} : ec, response{}};
+            return std::tuple{cancelled_ ? error_code{asio::error::operation_aborted} : ec,
+                              response{}};
         };
         if (cancelled_) {
             co_return fail({});
         }
 
-        auto [resolve_ec, endpoints] = co_await resolver_.async_resolve(parts_.host, parts_.port, use_tuple);
+        auto [resolve_ec, endpoints] =
+            co_await resolver_.async_resolve(parts_.host, parts_.port, use_tuple);
         if (resolve_ec || cancelled_) {
             co_return fail(resolve_ec);
         }
@@ -120,8 +120,8 @@ public:
 
         beast::http::response_parser<beast::http::string_body> parser;
         parser.body_limit(options_.body_limit);
-        parser.header_limit(static_cast<std::uint32_t>(
-            std::min<std::size_t>(options_.header_limit, std::numeric_limits<std::uint32_t>::max())));
+        parser.header_limit(static_cast<std::uint32_t>(std::min<std::size_t>(
+            options_.header_limit, std::numeric_limits<std::uint32_t>::max())));
         if (req_.method() == verb::head) {
             parser.skip(true);
         }
@@ -136,7 +136,7 @@ public:
         co_return std::tuple{error_code{}, parser.release()};
     }
 
-private:
+  private:
     asio::any_io_executor strand_;
     tcp::resolver resolver_;
     tcp::socket socket_;
@@ -148,14 +148,15 @@ private:
 
 /// Completes `handler` on its associated executor, after taking it out of its
 /// slot there (the slot belongs to that executor).
-void complete(asio::any_completion_handler<void(error_code, response)> handler, const asio::any_io_executor& ex,
-              error_code ec, response res)
+void complete(asio::any_completion_handler<void(error_code, response)> handler,
+              const asio::any_io_executor& ex, error_code ec, response res)
 {
     auto handler_ex = asio::get_associated_executor(handler, ex);
-    asio::post(ex, asio::bind_executor(handler_ex, [h = std::move(handler), ec, res = std::move(res)]() mutable {
-                   asio::get_associated_cancellation_slot(h).clear();
-                   std::move(h)(ec, std::move(res));
-               }));
+    asio::post(ex, asio::bind_executor(
+                       handler_ex, [h = std::move(handler), ec, res = std::move(res)]() mutable {
+                           asio::get_associated_cancellation_slot(h).clear();
+                           std::move(h)(ec, std::move(res));
+                       }));
 }
 
 } // namespace
@@ -171,7 +172,8 @@ void start_request(asio::any_io_executor ex, std::string url, request req, clien
     auto op = std::make_shared<exchange>(ex, std::move(parts), std::move(req), options);
     // Outstanding work on the handler's executor until it is called, as an Asio
     // operation keeps: a run() of that executor alone waits for the exchange.
-    auto work = asio::prefer(asio::get_associated_executor(handler, ex), asio::execution::outstanding_work.tracked);
+    auto work = asio::prefer(asio::get_associated_executor(handler, ex),
+                             asio::execution::outstanding_work.tracked);
 
     auto slot = asio::get_associated_cancellation_slot(handler);
     if (slot.is_connected()) {

@@ -17,8 +17,8 @@
 #include <boost/beast/http/write.hpp>
 
 #include <algorithm>
-#include <cerrno>
 #include <array>
+#include <cerrno>
 #include <cstdio>
 #include <limits>
 
@@ -42,7 +42,8 @@ constexpr std::string_view continue_line = "HTTP/1.1 100 Continue\r\n\r\n";
 
 const boost::system::error_category& beast_http_category()
 {
-    static const auto& category = beast::http::make_error_code(beast::http::error::bad_method).category();
+    static const auto& category =
+        beast::http::make_error_code(beast::http::error::bad_method).category();
     return category;
 }
 
@@ -50,11 +51,8 @@ const boost::system::error_category& beast_http_category()
 
 connection::connection(std::shared_ptr<server_state> server, asio::ip::tcp::socket socket,
                        asio::any_io_executor executor, permit slot)
-    : server_{std::move(server)},
-      socket_{std::move(socket)},
-      executor_{std::move(executor)},
-      slot_{std::move(slot)},
-      deadline_{no_deadline}
+    : server_{std::move(server)}, socket_{std::move(socket)}, executor_{std::move(executor)},
+      slot_{std::move(slot)}, deadline_{no_deadline}
 {
     error_code ec;
     peer_ = socket_.remote_endpoint(ec);
@@ -78,7 +76,8 @@ void connection::register_with_server()
 
 void connection::arm(std::chrono::milliseconds timeout, clock::time_point now) noexcept
 {
-    deadline_.store(timeout.count() > 0 ? ticks(now + timeout) : no_deadline, std::memory_order_relaxed);
+    deadline_.store(timeout.count() > 0 ? ticks(now + timeout) : no_deadline,
+                    std::memory_order_relaxed);
 }
 
 void connection::disarm() noexcept
@@ -114,15 +113,16 @@ asio::awaitable<void> connection::run()
         started_ = clock::now();
         arm(options.header_timeout, started_);
         parser_.emplace();
-        parser_->header_limit(static_cast<std::uint32_t>(
-            std::min<std::size_t>(options.header_limit, std::numeric_limits<std::uint32_t>::max())));
+        parser_->header_limit(static_cast<std::uint32_t>(std::min<std::size_t>(
+            options.header_limit, std::numeric_limits<std::uint32_t>::max())));
         parser_->body_limit(options.body_limit);
 
         // Most requests arrive whole in one read: parse what is buffered first,
         // and read only for what is missing.
         auto header_ec = parse_buffered();
         if (!header_ec && !parser_->is_header_done()) {
-            auto [ec, n] = co_await beast::http::async_read_header(socket_, buffer_, *parser_, use_tuple);
+            auto [ec, n] =
+                co_await beast::http::async_read_header(socket_, buffer_, *parser_, use_tuple);
             if (phase_ == phase::closed) {
                 break;
             }
@@ -148,14 +148,16 @@ asio::awaitable<void> connection::run()
                 if (parser_->get().version() >= 11) {
                     arm(options.write_timeout, clock::now());
                     auto [ec, n] = co_await asio::async_write(
-                        socket_, asio::buffer(continue_line.data(), continue_line.size()), use_tuple);
+                        socket_, asio::buffer(continue_line.data(), continue_line.size()),
+                        use_tuple);
                     if (ec) {
                         break;
                     }
                 }
             }
             arm(options.body_timeout, clock::now());
-            auto [body_ec, body_bytes] = co_await beast::http::async_read(socket_, buffer_, *parser_, use_tuple);
+            auto [body_ec, body_bytes] =
+                co_await beast::http::async_read(socket_, buffer_, *parser_, use_tuple);
             if (phase_ == phase::closed) {
                 break;
             }
@@ -173,7 +175,8 @@ asio::awaitable<void> connection::run()
     close_socket();
 }
 
-const char* connection::unsafe_framing(const beast::http::request_parser<beast::http::string_body>& parser)
+const char*
+connection::unsafe_framing(const beast::http::request_parser<beast::http::string_body>& parser)
 {
     // Beast 1.81 reads no body when the last coding is not chunked, so the body
     // would be parsed as the next request on the connection (request
@@ -213,11 +216,12 @@ asio::awaitable<void> connection::fail_request(const error_code& ec)
 {
     if (ec == beast::http::error::header_limit) {
         co_await write_error(status::request_header_fields_too_large,
-                             "request header larger than " + std::to_string(server_->options.header_limit) +
-                                 " bytes");
+                             "request header larger than " +
+                                 std::to_string(server_->options.header_limit) + " bytes");
     } else if (ec == beast::http::error::body_limit) {
         co_await write_error(status::payload_too_large,
-                             "request body larger than " + std::to_string(server_->options.body_limit) + " bytes");
+                             "request body larger than " +
+                                 std::to_string(server_->options.body_limit) + " bytes");
     } else if (ec.category() == beast_http_category() && ec != beast::http::error::end_of_stream &&
                ec != beast::http::error::partial_message) {
         // A client that closed mid-request (or a timeout that closed it) gets no
@@ -239,7 +243,8 @@ asio::awaitable<void> connection::write_error(status code, std::string_view mess
     const auto elapsed = clock::now() - started_;
     server_->metrics.record_request(server_->metrics.invalid_route(), res.result_int(), elapsed);
     log({peer_, header_done ? parser_->get().method_string() : "-",
-         header_done ? parser_->get().target() : "-", version, res.result_int(), res.body().size(), elapsed});
+         header_done ? parser_->get().target() : "-", version, res.result_int(), res.body().size(),
+         elapsed});
     if (!ec) {
         co_await linger();
     }
@@ -284,12 +289,14 @@ asio::awaitable<bool> connection::serve(http::request req)
         route = server.metrics.unmatched_route();
         switch (match.result) {
         case route_match::outcome::not_found:
-            res = error_response(status::not_found,
-                                 "no route for " + std::string{req.method_string()} + " " + std::string{path});
+            res = error_response(status::not_found, "no route for " +
+                                                        std::string{req.method_string()} + " " +
+                                                        std::string{path});
             break;
         case route_match::outcome::method_not_allowed:
-            res = error_response(status::method_not_allowed, "method " + std::string{req.method_string()} +
-                                                                 " not allowed for " + std::string{path});
+            res = error_response(status::method_not_allowed,
+                                 "method " + std::string{req.method_string()} +
+                                     " not allowed for " + std::string{path});
             res.set(field::allow, match.allow);
             break;
         case route_match::outcome::found:
@@ -298,7 +305,8 @@ asio::awaitable<bool> connection::serve(http::request req)
             // that is shed would take a busy server out of rotation.
             if (route < server.first_builtin_route && !server.try_enter_handler()) {
                 server.metrics.record_shed();
-                res = error_response(status::service_unavailable, "too many requests in flight; retry later");
+                res = error_response(status::service_unavailable,
+                                     "too many requests in flight; retry later");
                 res.set(field::retry_after, std::to_string(options.retry_after.count()));
                 break;
             }
@@ -325,7 +333,8 @@ asio::awaitable<bool> connection::serve(http::request req)
     }
     const http::request& msg = ctx ? ctx->request() : req;
 
-    keep_alive = keep_alive && !draining_ && !client_gone_ && server.stage() == server_stage::running;
+    keep_alive =
+        keep_alive && !draining_ && !client_gone_ && server.stage() == server_stage::running;
     finish(res, version, keep_alive);
     const std::size_t bytes = head ? 0 : res.body().size();
 
@@ -337,8 +346,9 @@ asio::awaitable<bool> connection::serve(http::request req)
         arm(options.write_timeout, clock::now());
         // A HEAD answer is the GET answer's header alone, its framing included.
         beast::http::response_serializer<beast::http::string_body> serializer{res};
-        auto [ec, n] = head ? co_await beast::http::async_write_header(socket_, serializer, use_tuple)
-                            : co_await beast::http::async_write(socket_, serializer, use_tuple);
+        auto [ec, n] =
+            head ? co_await beast::http::async_write_header(socket_, serializer, use_tuple)
+                 : co_await beast::http::async_write(socket_, serializer, use_tuple);
         written = !ec;
     }
     const auto done = clock::now();
@@ -377,8 +387,8 @@ void connection::finish(response& res, unsigned version, bool keep_alive)
     }
 }
 
-asio::awaitable<std::tuple<std::exception_ptr, response>> connection::run_handler(std::size_t route,
-                                                                                   request_context& ctx)
+asio::awaitable<std::tuple<std::exception_ptr, response>>
+connection::run_handler(std::size_t route, request_context& ctx)
 {
     // The handler runs in this coroutine, so cancelling it is emitting into this
     // coroutine's slot. Watching for the client leaving costs two operations, so
@@ -407,7 +417,8 @@ asio::awaitable<std::tuple<std::exception_ptr, response>> connection::run_handle
     co_return std::tuple{ep, std::move(res)};
 }
 
-response connection::answer_exception(std::exception_ptr ep, request_context& ctx, std::size_t route)
+response connection::answer_exception(std::exception_ptr ep, request_context& ctx,
+                                      std::size_t route)
 {
     std::string what;
     try {
@@ -416,9 +427,10 @@ response connection::answer_exception(std::exception_ptr ep, request_context& ct
         return error_response(e.status(), e.what());
     } catch (const boost::system::system_error& e) {
         if (ctx.is_cancelled() && e.code() == asio::error::operation_aborted) {
-            return error_response(status::service_unavailable, ctx.cancel_reason() == cancel_reason::deadline
-                                                                   ? "request deadline exceeded"
-                                                                   : "server is shutting down");
+            return error_response(status::service_unavailable,
+                                  ctx.cancel_reason() == cancel_reason::deadline
+                                      ? "request deadline exceeded"
+                                      : "server is shutting down");
         }
         what = e.what();
     } catch (const std::exception& e) {
@@ -426,22 +438,23 @@ response connection::answer_exception(std::exception_ptr ep, request_context& ct
     } catch (...) {
         what = "an exception not derived from std::exception";
     }
-    std::fprintf(stderr, "tame::http: the handler of %s threw: %s\n", server_->routes.label(route).c_str(),
-                 what.c_str());
+    std::fprintf(stderr, "tame::http: the handler of %s threw: %s\n",
+                 server_->routes.label(route).c_str(), what.c_str());
     return error_response(status::internal_server_error, "internal server error");
 }
 
 void connection::watch_for_disconnect()
 {
     watching_ = true;
-    socket_.async_wait(asio::ip::tcp::socket::wait_read,
-                       asio::bind_executor(executor_, [self = shared_from_this(), request = request_count_](
-                                                        const error_code& ec) {
-                           if (ec || request != self->request_count_ || self->handler_done_) {
-                               return;
-                           }
-                           self->on_readable();
-                       }));
+    socket_.async_wait(
+        asio::ip::tcp::socket::wait_read,
+        asio::bind_executor(
+            executor_, [self = shared_from_this(), request = request_count_](const error_code& ec) {
+                if (ec || request != self->request_count_ || self->handler_done_) {
+                    return;
+                }
+                self->on_readable();
+            }));
 }
 
 void connection::on_readable()

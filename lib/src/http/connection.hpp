@@ -26,9 +26,9 @@
 namespace tame::http::detail {
 
 class connection : public std::enable_shared_from_this<connection> {
-public:
-    connection(std::shared_ptr<server_state> server, asio::ip::tcp::socket socket, asio::any_io_executor executor,
-               permit slot);
+  public:
+    connection(std::shared_ptr<server_state> server, asio::ip::tcp::socket socket,
+               asio::any_io_executor executor, permit slot);
     ~connection();
 
     connection(const connection&) = delete;
@@ -46,10 +46,16 @@ public:
     std::int64_t deadline() const noexcept { return deadline_.load(std::memory_order_relaxed); }
 
     /// Claims the right to post on_deadline(); false if one is already posted.
-    bool claim_deadline_post() noexcept { return !deadline_posted_.exchange(true, std::memory_order_acq_rel); }
+    bool claim_deadline_post() noexcept
+    {
+        return !deadline_posted_.exchange(true, std::memory_order_acq_rel);
+    }
 
     /// The number of the request whose handler runs now, or 0 (any thread).
-    std::uint64_t running_request() const noexcept { return running_request_.load(std::memory_order_relaxed); }
+    std::uint64_t running_request() const noexcept
+    {
+        return running_request_.load(std::memory_order_relaxed);
+    }
 
     /// Claims the right to post start_watch() for `request`; once per request.
     bool claim_watch(std::uint64_t request) noexcept
@@ -75,7 +81,7 @@ public:
     /// An immediate stop: cancel the handler and close.
     void on_stop();
 
-private:
+  private:
     enum class phase : std::uint8_t { waiting, reading, handling, writing, lingering, closed };
 
     struct answer;

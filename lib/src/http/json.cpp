@@ -36,7 +36,8 @@ boost::json::value parse_json(const request& req)
     boost::system::error_code ec;
     auto value = boost::json::parse(req.body(), ec);
     if (ec) {
-        throw http_error{http::status::bad_request, "request body is not valid JSON: " + ec.message()};
+        throw http_error{http::status::bad_request,
+                         "request body is not valid JSON: " + ec.message()};
     }
     return value;
 }

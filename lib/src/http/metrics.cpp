@@ -19,9 +19,12 @@ namespace {
 
 bool is_metric_name(std::string_view name)
 {
-    auto head = [](char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c == ':'; };
+    auto head = [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c == ':';
+    };
     return !name.empty() && head(name.front()) &&
-           std::all_of(name.begin(), name.end(), [&](char c) { return head(c) || (c >= '0' && c <= '9'); });
+           std::all_of(name.begin(), name.end(),
+                       [&](char c) { return head(c) || (c >= '0' && c <= '9'); });
 }
 
 // Label values escape backslash, double quote and newline.
@@ -53,9 +56,10 @@ void append_number(std::string& out, double value)
         // the shortest text that reads back as the same double: 0.0005, not
         // %.17g's 0.00050000000000000001.
         char buf[64];
-        const auto end = std::trunc(value) == value && std::fabs(value) < 1e15
-                             ? std::to_chars(buf, buf + sizeof buf, static_cast<long long>(value)).ptr
-                             : std::to_chars(buf, buf + sizeof buf, value, std::chars_format::general).ptr;
+        const auto end =
+            std::trunc(value) == value && std::fabs(value) < 1e15
+                ? std::to_chars(buf, buf + sizeof buf, static_cast<long long>(value)).ptr
+                : std::to_chars(buf, buf + sizeof buf, value, std::chars_format::general).ptr;
         out.append(buf, end);
     }
 }
@@ -65,7 +69,8 @@ void append_number(std::string& out, std::uint64_t value)
     out += std::to_string(value);
 }
 
-void append_header(std::string& out, std::string_view name, std::string_view help, std::string_view type)
+void append_header(std::string& out, std::string_view name, std::string_view help,
+                   std::string_view type)
 {
     out += "# HELP ";
     out += name;
@@ -113,7 +118,8 @@ void metrics_registry::record_request(std::size_t route, unsigned status,
         1, std::memory_order_relaxed);
     const auto ns = duration.count();
     const auto bucket = static_cast<std::size_t>(
-        std::lower_bound(bucket_bounds_ns_.begin(), bucket_bounds_ns_.end(), ns) - bucket_bounds_ns_.begin());
+        std::lower_bound(bucket_bounds_ns_.begin(), bucket_bounds_ns_.end(), ns) -
+        bucket_bounds_ns_.begin());
     series.buckets[bucket].fetch_add(1, std::memory_order_relaxed);
     series.duration_ns.fetch_add(static_cast<std::uint64_t>(std::max<std::int64_t>(ns, 0)),
                                  std::memory_order_relaxed);
@@ -140,8 +146,8 @@ std::string metrics_registry::render() const
     std::string out;
     out.reserve(4096);
 
-    append_header(out, "tame_http_requests_total", "HTTP requests answered, by route and status code.",
-                  "counter");
+    append_header(out, "tame_http_requests_total",
+                  "HTTP requests answered, by route and status code.", "counter");
     for (const auto& r : routes_) {
         for (std::size_t code = 0; code < r->by_status.size(); ++code) {
             const auto n = r->by_status[code].load(std::memory_order_relaxed);
@@ -181,7 +187,8 @@ std::string metrics_registry::render() const
             out += '\n';
         }
         out += "tame_http_request_duration_seconds_sum{" + route + "} ";
-        append_number(out, static_cast<double>(r->duration_ns.load(std::memory_order_relaxed)) / 1e9);
+        append_number(out,
+                      static_cast<double>(r->duration_ns.load(std::memory_order_relaxed)) / 1e9);
         out += "\ntame_http_request_duration_seconds_count{" + route + "} ";
         append_number(out, cumulative);
         out += '\n';
@@ -191,7 +198,8 @@ std::string metrics_registry::render() const
     out += "tame_http_requests_in_flight " + std::to_string(in_flight()) + "\n";
     append_header(out, "tame_http_requests_shed_total",
                   "Requests answered 503 because too many were in flight.", "counter");
-    out += "tame_http_requests_shed_total " + std::to_string(shed_.load(std::memory_order_relaxed)) + "\n";
+    out += "tame_http_requests_shed_total " +
+           std::to_string(shed_.load(std::memory_order_relaxed)) + "\n";
     append_header(out, "tame_http_connections", "Connections open now.", "gauge");
     out += "tame_http_connections " + std::to_string(connections()) + "\n";
     append_header(out, "tame_http_connections_total", "Connections accepted.", "counter");
@@ -207,7 +215,8 @@ std::string metrics_registry::render() const
             continue;
         }
         const auto& first = app_[i];
-        append_header(out, first.name, first.help, first.type == metric_type::counter ? "counter" : "gauge");
+        append_header(out, first.name, first.help,
+                      first.type == metric_type::counter ? "counter" : "gauge");
         for (std::size_t j = i; j < app_.size(); ++j) {
             if (done[j] || app_[j].name != first.name) {
                 continue;

@@ -12,11 +12,8 @@ request_context::request_context(http::request req,
                                  std::vector<std::pair<std::string, std::string>> path_params,
                                  asio::ip::tcp::endpoint peer, asio::any_io_executor executor,
                                  std::string_view route)
-    : request_{std::move(req)},
-      path_params_{std::move(path_params)},
-      peer_{std::move(peer)},
-      executor_{std::move(executor)},
-      route_{route}
+    : request_{std::move(req)}, path_params_{std::move(path_params)}, peer_{std::move(peer)},
+      executor_{std::move(executor)}, route_{route}
 {
 }
 
@@ -32,7 +29,8 @@ const boost::urls::url_view& request_context::target() const
             // handler could not tell from "no parameters"; besides, Boost.URL
             // 1.81 gives a copy of an empty url_view a pointer into the original
             // (a crash the HTTP fuzzer found when that copy was made here).
-            throw http_error{status::bad_request, "malformed request target: " + parsed.error().message()};
+            throw http_error{status::bad_request,
+                             "malformed request target: " + parsed.error().message()};
         }
         target_.emplace(*parsed);
     }

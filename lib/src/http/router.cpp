@@ -59,9 +59,9 @@ std::vector<router::segment> router::parse_pattern(std::string_view pattern)
     for_each_segment(pattern, [&](std::string_view text) {
         if (text.size() >= 2 && text.front() == '{' && text.back() == '}') {
             auto name = text.substr(1, text.size() - 2);
-            const bool repeated = std::any_of(segments.begin(), segments.end(), [&](const segment& s) {
-                return s.is_param && s.text == name;
-            });
+            const bool repeated =
+                std::any_of(segments.begin(), segments.end(),
+                            [&](const segment& s) { return s.is_param && s.text == name; });
             if (!is_param_name(name) || repeated) {
                 throw std::invalid_argument{"tame::http::router: bad parameter '" +
                                             std::string{text} + "' in " + std::string{pattern}};
@@ -76,15 +76,17 @@ std::vector<router::segment> router::parse_pattern(std::string_view pattern)
 
 bool router::same_shape(const std::vector<segment>& a, const std::vector<segment>& b)
 {
-    return std::equal(a.begin(), a.end(), b.begin(), b.end(), [](const segment& x, const segment& y) {
-        return x.is_param == y.is_param && (x.is_param || x.text == y.text);
-    });
+    return std::equal(a.begin(), a.end(), b.begin(), b.end(),
+                      [](const segment& x, const segment& y) {
+                          return x.is_param == y.is_param && (x.is_param || x.text == y.text);
+                      });
 }
 
 router& router::add(verb method, std::string_view pattern, handler h)
 {
     if (!h) {
-        throw std::invalid_argument{"tame::http::router: empty handler for " + std::string{pattern}};
+        throw std::invalid_argument{"tame::http::router: empty handler for " +
+                                    std::string{pattern}};
     }
     auto segments = parse_pattern(pattern);
     for (const auto& r : routes_) {
@@ -130,7 +132,8 @@ route_match router::match(verb method, std::string_view encoded_path) const
     std::vector<std::string> decoded_storage;
     bool has_escapes = encoded_path.find('%') != std::string_view::npos;
     if (has_escapes) {
-        decoded_storage.reserve(static_cast<std::size_t>(std::count(encoded_path.begin(), encoded_path.end(), '/')));
+        decoded_storage.reserve(
+            static_cast<std::size_t>(std::count(encoded_path.begin(), encoded_path.end(), '/')));
     }
     bool well_formed = true;
     for_each_segment(encoded_path, [&](std::string_view encoded) {

@@ -30,12 +30,14 @@ constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 clock::duration sweep_interval_for(const server_options& o)
 {
     std::chrono::milliseconds shortest{1000};
-    for (auto t : {o.header_timeout, o.idle_timeout, o.body_timeout, o.write_timeout, o.request_timeout}) {
+    for (auto t :
+         {o.header_timeout, o.idle_timeout, o.body_timeout, o.write_timeout, o.request_timeout}) {
         if (t.count() > 0) {
             shortest = std::min(shortest, t);
         }
     }
-    return std::clamp<clock::duration>(shortest / 10, std::chrono::milliseconds{1}, std::chrono::milliseconds{100});
+    return std::clamp<clock::duration>(shortest / 10, std::chrono::milliseconds{1},
+                                       std::chrono::milliseconds{100});
 }
 
 router with_builtin_routes(router routes, const server_options& options, server_state* self)
@@ -47,7 +49,8 @@ router with_builtin_routes(router routes, const server_options& options, server_
         routes.get("/healthz", [self](request_context&) -> asio::awaitable<response> {
             // A draining server tells load balancers to stop sending work.
             if (self->stage() != server_stage::running) {
-                co_return json_response(status::service_unavailable, boost::json::object{{"status", "draining"}});
+                co_return json_response(status::service_unavailable,
+                                        boost::json::object{{"status", "draining"}});
             }
             co_return json_response(boost::json::object{{"status", "ok"}});
         });
@@ -81,8 +84,11 @@ std::vector<std::string> route_labels(const router& routes)
 /// state, would then keep the state alive from inside the state's own
 /// wait_group: a reference cycle that outlived the io_context.
 class active_scope {
-public:
-    explicit active_scope(std::shared_ptr<server_state> state) : state_{std::move(state)} { state_->active.add(1); }
+  public:
+    explicit active_scope(std::shared_ptr<server_state> state) : state_{std::move(state)}
+    {
+        state_->active.add(1);
+    }
     active_scope(active_scope&&) noexcept = default;
     active_scope& operator=(active_scope&&) = delete;
     ~active_scope()
@@ -92,26 +98,20 @@ public:
         }
     }
 
-private:
+  private:
     std::shared_ptr<server_state> state_;
 };
 
 } // namespace
 
 server_state::server_state(asio::io_context& context, router r, server_options o)
-    : io{context},
-      first_builtin_route{r.size()},
+    : io{context}, first_builtin_route{r.size()},
       // The built-in handlers only keep the pointer; they run after construction.
-      routes{with_builtin_routes(std::move(r), o, this)},
-      options{std::move(o)},
-      metrics{route_labels(routes)},
-      control{asio::make_strand(context)},
-      acceptor{control},
+      routes{with_builtin_routes(std::move(r), o, this)}, options{std::move(o)},
+      metrics{route_labels(routes)}, control{asio::make_strand(context)}, acceptor{control},
       connection_slots{context.get_executor(), std::max<std::size_t>(options.max_connections, 1)},
-      active{context.get_executor()},
-      sweep_timer{control},
-      sweep_interval{sweep_interval_for(options)},
-      drain_timer_{control}
+      active{context.get_executor()}, sweep_timer{control},
+      sweep_interval{sweep_interval_for(options)}, drain_timer_{control}
 {
 }
 
@@ -137,17 +137,19 @@ void server_state::start()
         boost::system::error_code ignored;
         acceptor.close(ignored);
         throw boost::system::system_error{e.code(), "tame::http::server: cannot listen on " +
-                                                        options.address + ":" + std::to_string(options.port)};
+                                                        options.address + ":" +
+                                                        std::to_string(options.port)};
     }
     stage_.store(server_stage::running, std::memory_order_release);
 
     auto self = shared_from_this();
-    asio::co_spawn(control, accept_loop(),
-                   asio::bind_executor(control, [counted = active_scope{self}](std::exception_ptr ep) {
-                       if (ep) {
-                           std::fputs("tame::http: the accept loop ended with an exception\n", stderr);
-                       }
-                   }));
+    asio::co_spawn(
+        control, accept_loop(),
+        asio::bind_executor(control, [counted = active_scope{self}](std::exception_ptr ep) {
+            if (ep) {
+                std::fputs("tame::http: the accept loop ended with an exception\n", stderr);
+            }
+        }));
     asio::co_spawn(control, sweep(), asio::bind_executor(control, [self](std::exception_ptr) {}));
 }
 
@@ -160,8 +162,9 @@ asio::awaitable<void> server_state::accept_loop()
             break;
         }
         // One thread needs no strands; several need one per connection.
-        const auto executor = options.single_threaded ? asio::any_io_executor{io.get_executor()}
-                                                      : asio::any_io_executor{asio::make_strand(io)};
+        const auto executor = options.single_threaded
+                                  ? asio::any_io_executor{io.get_executor()}
+                                  : asio::any_io_executor{asio::make_strand(io)};
         auto [ec, socket] = co_await acceptor.async_accept(executor, use_tuple);
         if (stage() != server_stage::running || !acceptor.is_open()) {
             break;
@@ -178,19 +181,25 @@ asio::awaitable<void> server_state::accept_loop()
         // Counted from here to the end of run(), not to the object's destruction,
         // which late references (a queued watch, a sweep) may delay.
         metrics.add_connection(1);
-        asio::co_spawn(executor, c->run(),
-                       asio::bind_cancellation_slot(c->cancellation_slot(), asio::bind_executor(executor, [c, self, counted = active_scope{self}](std::exception_ptr ep) {
-                           if (ep) {
-                               try {
-                                   std::rethrow_exception(ep);
-                               } catch (const std::exception& e) {
-                                   std::fprintf(stderr, "tame::http: a connection ended with: %s\n", e.what());
-                               } catch (...) {
-                                   std::fputs("tame::http: a connection ended with an exception\n", stderr);
-                               }
-                           }
-                           self->metrics.add_connection(-1);
-                       })));
+        asio::co_spawn(
+            executor, c->run(),
+            asio::bind_cancellation_slot(
+                c->cancellation_slot(),
+                asio::bind_executor(
+                    executor, [c, self, counted = active_scope{self}](std::exception_ptr ep) {
+                        if (ep) {
+                            try {
+                                std::rethrow_exception(ep);
+                            } catch (const std::exception& e) {
+                                std::fprintf(stderr, "tame::http: a connection ended with: %s\n",
+                                             e.what());
+                            } catch (...) {
+                                std::fputs("tame::http: a connection ended with an exception\n",
+                                           stderr);
+                            }
+                        }
+                        self->metrics.add_connection(-1);
+                    })));
     }
 }
 
@@ -233,7 +242,8 @@ asio::awaitable<void> server_state::sweep()
                 asio::post(v.c->executor(), [c = v.c] { c->on_deadline(); });
             }
             if (v.watch != 0) {
-                asio::post(v.c->executor(), [c = v.c, request = v.watch] { c->start_watch(request); });
+                asio::post(v.c->executor(),
+                           [c = v.c, request = v.watch] { c->start_watch(request); });
             }
         }
     }
@@ -287,7 +297,8 @@ void server_state::stop_accepting()
     connection_slots.close();
 }
 
-void server_state::shutdown(clock::duration drain, asio::any_completion_handler<void(std::size_t)> handler)
+void server_state::shutdown(clock::duration drain,
+                            asio::any_completion_handler<void(std::size_t)> handler)
 {
     auto self = shared_from_this();
     auto slot = asio::get_associated_cancellation_slot(handler);
@@ -322,13 +333,15 @@ void server_state::shutdown(clock::duration drain, asio::any_completion_handler<
         for (auto& c : self->connections()) {
             asio::post(c->executor(), [c] { c->on_drain(); });
         }
-        self->active.async_wait(asio::bind_executor(self->control, [self](boost::system::error_code) {
-            self->drained_ = true;
-            self->drain_timer_.cancel();
-        }));
-        self->drain_timer_.expires_after(std::min<clock::duration>(drain, std::chrono::hours{24 * 365 * 100}));
-        self->drain_timer_.async_wait(
-            asio::bind_executor(self->control, [self](boost::system::error_code) { self->end_drain_period(); }));
+        self->active.async_wait(
+            asio::bind_executor(self->control, [self](boost::system::error_code) {
+                self->drained_ = true;
+                self->drain_timer_.cancel();
+            }));
+        self->drain_timer_.expires_after(
+            std::min<clock::duration>(drain, std::chrono::hours{24 * 365 * 100}));
+        self->drain_timer_.async_wait(asio::bind_executor(
+            self->control, [self](boost::system::error_code) { self->end_drain_period(); }));
     });
 }
 
@@ -347,7 +360,8 @@ void server_state::end_drain_period()
         }
     }
     auto self = shared_from_this();
-    active.async_wait(asio::bind_executor(control, [self](boost::system::error_code) { self->finish_shutdown(); }));
+    active.async_wait(asio::bind_executor(
+        control, [self](boost::system::error_code) { self->finish_shutdown(); }));
 }
 
 void server_state::finish_shutdown()
@@ -358,7 +372,8 @@ void server_state::finish_shutdown()
     const auto cancelled = cancelled_.load(std::memory_order_relaxed);
     for (auto& w : shutdown_waiters_) {
         auto ex = asio::get_associated_executor(w.handler, io.get_executor());
-        asio::post(io, asio::bind_executor(ex, [h = std::move(w.handler), work = std::move(w.work), cancelled]() mutable {
+        asio::post(io, asio::bind_executor(ex, [h = std::move(w.handler), work = std::move(w.work),
+                                                cancelled]() mutable {
                        asio::get_associated_cancellation_slot(h).clear();
                        std::move(h)(cancelled);
                    }));
@@ -409,7 +424,8 @@ metrics_registry& server::metrics() noexcept
 
 bool server::is_stopping() const noexcept
 {
-    return state_->stage() == detail::server_stage::draining || state_->stage() == detail::server_stage::stopped;
+    return state_->stage() == detail::server_stage::draining ||
+           state_->stage() == detail::server_stage::stopped;
 }
 
 void server::stop()
@@ -427,12 +443,13 @@ void log_to_stderr(const access_entry& e)
 {
     char line[512];
     const auto address = e.peer.address().to_string();
-    const int n = std::snprintf(line, sizeof line, "%s:%u \"%.*s %.*s HTTP/%u.%u\" %u %zu %.3fms\n",
-                                address.c_str(), static_cast<unsigned>(e.peer.port()),
-                                static_cast<int>(std::min<std::size_t>(e.method.size(), 32)), e.method.data(),
-                                static_cast<int>(std::min<std::size_t>(e.target.size(), 256)), e.target.data(),
-                                e.version / 10, e.version % 10, e.status, e.bytes,
-                                std::chrono::duration<double, std::milli>(e.duration).count());
+    const int n =
+        std::snprintf(line, sizeof line, "%s:%u \"%.*s %.*s HTTP/%u.%u\" %u %zu %.3fms\n",
+                      address.c_str(), static_cast<unsigned>(e.peer.port()),
+                      static_cast<int>(std::min<std::size_t>(e.method.size(), 32)), e.method.data(),
+                      static_cast<int>(std::min<std::size_t>(e.target.size(), 256)),
+                      e.target.data(), e.version / 10, e.version % 10, e.status, e.bytes,
+                      std::chrono::duration<double, std::milli>(e.duration).count());
     // One write per line, so that lines from several threads do not interleave.
     std::fwrite(line, 1, static_cast<std::size_t>(std::min<int>(n, sizeof line - 1)), stderr);
 }

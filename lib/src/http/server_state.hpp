@@ -43,7 +43,7 @@ inline std::int64_t ticks(clock::time_point t) noexcept
 }
 
 class server_state : public std::enable_shared_from_this<server_state> {
-public:
+  public:
     server_state(asio::io_context& io, router routes, server_options options);
 
     asio::io_context& io;
@@ -88,7 +88,7 @@ public:
     /// A handler cancelled because a drain period ended.
     void count_cancelled() noexcept { cancelled_.fetch_add(1, std::memory_order_relaxed); }
 
-private:
+  private:
     asio::awaitable<void> accept_loop();
     asio::awaitable<void> sweep();
     void stop_accepting();

@@ -13,7 +13,7 @@ namespace tame_test {
 /// A barrier that tasks wait at until the test opens it (for up to `capacity`
 /// waiters in all).
 class gate {
-public:
+  public:
     explicit gate(boost::asio::io_context& io, std::size_t capacity = 10000)
         : sem_{io, capacity}, held_{sem_.try_acquire(capacity)}
     {
@@ -23,7 +23,7 @@ public:
 
     void open() { held_.release(); }
 
-private:
+  private:
     tame::async_semaphore sem_;
     tame::permit held_;
 };

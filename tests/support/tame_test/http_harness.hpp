@@ -42,8 +42,9 @@ inline http::server_options test_options()
 /// A started server, its io_context run by `threads` threads until the
 /// destructor, which shuts it down (without a drain period) and joins them.
 class test_server {
-public:
-    explicit test_server(http::router routes, http::server_options options = test_options(), int threads = 1)
+  public:
+    explicit test_server(http::router routes, http::server_options options = test_options(),
+                         int threads = 1)
         : server_{io_, std::move(routes), std::move(options)}
     {
         server_.start();
@@ -84,11 +85,12 @@ public:
         return "http://127.0.0.1:" + std::to_string(port()) + std::string{path};
     }
 
-private:
+  private:
     boost::asio::io_context io_;
     // Without it, the threads' run() returns once a test's own shutdown has
     // completed, and the destructor's shutdown would wait 20 s for nothing.
-    boost::asio::executor_work_guard<boost::asio::io_context::executor_type> keep_running_{io_.get_executor()};
+    boost::asio::executor_work_guard<boost::asio::io_context::executor_type> keep_running_{
+        io_.get_executor()};
     http::server server_;
     std::vector<std::thread> threads_;
 };
@@ -96,21 +98,25 @@ private:
 /// A client connection that speaks raw bytes, for requests a polite client would
 /// never send. Each read waits at most `limit`.
 class raw_client {
-public:
-    explicit raw_client(std::uint16_t port) { socket_.connect({boost::asio::ip::make_address("127.0.0.1"), port}); }
+  public:
+    explicit raw_client(std::uint16_t port)
+    {
+        socket_.connect({boost::asio::ip::make_address("127.0.0.1"), port});
+    }
 
     void send(std::string_view bytes) { boost::asio::write(socket_, boost::asio::buffer(bytes)); }
 
     /// The next response, or nothing if the connection failed or `limit` passed.
-    std::optional<http::response> read_response(bool head = false,
-                                                std::chrono::seconds limit = std::chrono::seconds{10})
+    std::optional<http::response>
+    read_response(bool head = false, std::chrono::seconds limit = std::chrono::seconds{10})
     {
         boost::beast::http::response_parser<boost::beast::http::string_body> parser;
         parser.skip(head);
         parser.body_limit(64 * 1024 * 1024);
         std::optional<boost::system::error_code> result;
-        boost::beast::http::async_read(socket_, buffer_, parser,
-                                       [&](boost::system::error_code ec, std::size_t) { result = ec; });
+        boost::beast::http::async_read(
+            socket_, buffer_, parser,
+            [&](boost::system::error_code ec, std::size_t) { result = ec; });
         if (!run_until([&] { return result.has_value(); }, limit) || *result) {
             return std::nullopt;
         }
@@ -126,10 +132,12 @@ public:
         auto deadline = std::chrono::steady_clock::now() + limit;
         while (!closed && std::chrono::steady_clock::now() < deadline) {
             std::optional<boost::system::error_code> result;
-            socket_.async_read_some(boost::asio::buffer(scratch),
-                                    [&](boost::system::error_code ec, std::size_t) { result = ec; });
+            socket_.async_read_some(
+                boost::asio::buffer(scratch),
+                [&](boost::system::error_code ec, std::size_t) { result = ec; });
             if (!run_until([&] { return result.has_value(); },
-                           std::chrono::duration_cast<std::chrono::seconds>(deadline - std::chrono::steady_clock::now()) +
+                           std::chrono::duration_cast<std::chrono::seconds>(
+                               deadline - std::chrono::steady_clock::now()) +
                                std::chrono::seconds{1})) {
                 return false;
             }
@@ -142,7 +150,7 @@ public:
     void close() { socket_.close(); }
     tcp::socket& socket() noexcept { return socket_; }
 
-private:
+  private:
     template <class Done>
     bool run_until(Done done, std::chrono::steady_clock::duration limit)
     {
@@ -168,8 +176,8 @@ private:
 
 /// A request as bytes: `method target HTTP/1.1`, Host, the extra header lines
 /// (each ending in \r\n), and the body with its Content-Length.
-inline std::string request_text(std::string_view method, std::string_view target, std::string_view headers = {},
-                                std::string_view body = {})
+inline std::string request_text(std::string_view method, std::string_view target,
+                                std::string_view headers = {}, std::string_view body = {})
 {
     std::string text{method};
     text += ' ';

@@ -21,7 +21,7 @@ struct manual_clock {
 
     static void advance(duration d) noexcept { ticks() += d.count(); }
 
-private:
+  private:
     static std::atomic<rep>& ticks() noexcept
     {
         static std::atomic<rep> value{0};
@@ -35,14 +35,14 @@ private:
 // not move by itself: ask it to wait for (almost) nothing.
 template <>
 struct boost::asio::wait_traits<tame_test::manual_clock> {
-    static tame_test::manual_clock::duration to_wait_duration(
-        const tame_test::manual_clock::duration&)
+    static tame_test::manual_clock::duration
+    to_wait_duration(const tame_test::manual_clock::duration&)
     {
         return tame_test::manual_clock::duration::zero();
     }
 
-    static tame_test::manual_clock::duration to_wait_duration(
-        const tame_test::manual_clock::time_point&)
+    static tame_test::manual_clock::duration
+    to_wait_duration(const tame_test::manual_clock::time_point&)
     {
         return tame_test::manual_clock::duration::zero();
     }

@@ -15,7 +15,8 @@ namespace tame_test {
 inline std::string prometheus_problem(const std::string& text)
 {
     static const std::regex help{R"(# HELP ([a-zA-Z_:][a-zA-Z0-9_:]*) .*)"};
-    static const std::regex type{R"(# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) (counter|gauge|histogram|summary|untyped))"};
+    static const std::regex type{
+        R"(# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) (counter|gauge|histogram|summary|untyped))"};
     static const std::regex sample{
         R"(([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*"(?:,[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*")*\})? ([-+]?(?:[0-9.]+(?:[eE][-+]?[0-9]+)?|Inf|NaN)))"};
     std::map<std::string, std::string> types;

@@ -24,7 +24,7 @@ namespace tame::detail {
 /// operation's slot may be used, and only if the operation is still running.
 template <class Executor>
 class bound_operation final : public cancel_registration {
-public:
+  public:
     bound_operation(const Executor& ex, std::shared_ptr<cancel_source_state> source)
         : executor_{ex}, source_{std::move(source)}
     {
@@ -74,7 +74,7 @@ public:
 
     asio::cancellation_signal signal;
 
-private:
+  private:
     static constexpr unsigned initiating = 1u << 31; // above every cancellation_type bit
 
     void post_emission(unsigned type)
@@ -97,7 +97,7 @@ private:
 
     Executor executor_;
     std::shared_ptr<cancel_source_state> source_;
-    bool attached_ = false;     // used only on the handler's side
+    bool attached_ = false; // used only on the handler's side
     std::atomic<bool> done_{false};
     std::atomic<unsigned> deferred_{initiating}; // the flag, and the types emitted meanwhile
 };
@@ -105,7 +105,7 @@ private:
 /// Wraps an initiation so that the handler it receives is bound to a source.
 template <class Initiation>
 class initiate_bound_to_source {
-public:
+  public:
     /// `binder` is a cancel_source_binder: only its source is kept.
     template <class Binder>
     initiate_bound_to_source(Initiation initiation, const Binder& binder)
@@ -132,13 +132,13 @@ public:
         if (const unsigned emitted = state->attach(); emitted != 0) {
             state->deliver(emitted);
         }
-        std::move(initiation_)(signalled_handler<handler_type, state_type>{
-                                   std::forward<Handler>(handler), state},
-                               std::forward<Args>(args)...);
+        std::move(initiation_)(
+            signalled_handler<handler_type, state_type>{std::forward<Handler>(handler), state},
+            std::forward<Args>(args)...);
         state->initiated();
     }
 
-private:
+  private:
     Initiation initiation_;
     std::shared_ptr<cancel_source_state> source_;
 };

@@ -21,7 +21,7 @@ namespace tame::detail {
 /// last reference to it goes, or in the destructor of its most derived class.
 class cancel_registration : public intrusive_list_node,
                             public std::enable_shared_from_this<cancel_registration> {
-public:
+  public:
     cancel_registration() = default;
     cancel_registration(const cancel_registration&) = delete;
     cancel_registration& operator=(const cancel_registration&) = delete;
@@ -29,7 +29,7 @@ public:
     /// Delivers an emit() of `type`; called on the emitting thread, with no lock held.
     virtual void deliver(unsigned type) = 0;
 
-protected:
+  protected:
     ~cancel_registration() = default;
 };
 
@@ -38,12 +38,13 @@ protected:
 ///
 /// A child source is a registration of its parent that re-emits what it receives.
 class cancel_source_state final : public cancel_registration {
-public:
+  public:
     cancel_source_state() = default;
     ~cancel_source_state();
 
     /// A child of `parent`: cancelled with it, and already cancelled if it is.
-    static std::shared_ptr<cancel_source_state> make_child(std::shared_ptr<cancel_source_state> parent);
+    static std::shared_ptr<cancel_source_state>
+    make_child(std::shared_ptr<cancel_source_state> parent);
 
     /// Adds `r` to the registrations, unless an emit() came first: then `r` is
     /// left out and the types emitted so far are returned (0 means attached).
@@ -63,7 +64,7 @@ public:
 
     void deliver(unsigned type) override { emit(type); }
 
-private:
+  private:
     mutable std::mutex mutex_;
     intrusive_list<cancel_registration> registrations_;
     std::size_t size_ = 0;

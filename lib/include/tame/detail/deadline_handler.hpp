@@ -24,7 +24,7 @@ namespace tame::detail {
 /// this state through a shared_ptr: whichever runs last frees it.
 template <class Clock, class Executor>
 class deadline_state {
-public:
+  public:
     using timer_type = asio::basic_waitable_timer<Clock, asio::wait_traits<Clock>, Executor>;
 
     deadline_state(const Executor& ex, asio::cancellation_type type, bool* expired)
@@ -51,7 +51,7 @@ public:
 /// The timer's completion: on expiry, cancels the operation if it still runs.
 template <class State>
 class deadline_expiry {
-public:
+  public:
     explicit deadline_expiry(std::shared_ptr<State> state) noexcept : state_{std::move(state)} {}
 
     void operator()(const boost::system::error_code& ec)
@@ -64,20 +64,18 @@ public:
         }
     }
 
-private:
+  private:
     std::shared_ptr<State> state_;
 };
 
 /// Wraps an initiation so that the handler it receives runs under a deadline.
 template <class Initiation, class Clock>
 class initiate_with_deadline {
-public:
+  public:
     /// `adapter` is a cancel_at_t: its deadline, type and expiry flag are kept.
     template <class Adapter>
     initiate_with_deadline(Initiation initiation, const Adapter& adapter)
-        : initiation_{std::move(initiation)},
-          deadline_{adapter.deadline},
-          type_{adapter.type},
+        : initiation_{std::move(initiation)}, deadline_{adapter.deadline}, type_{adapter.type},
           expired_{adapter.expired}
     {
     }
@@ -92,16 +90,17 @@ public:
                       "operation names none, so bind one to the handler (asio::bind_executor)");
         using state_type = deadline_state<Clock, decltype(ex)>;
 
-        auto state = std::allocate_shared<state_type>(recycling_allocator<state_type>{}, ex,
-                                                      type_, expired_);
+        auto state = std::allocate_shared<state_type>(recycling_allocator<state_type>{}, ex, type_,
+                                                      expired_);
         state->timer.expires_at(deadline_);
         state->timer.async_wait(deadline_expiry<state_type>{state});
-        std::move(initiation_)(signalled_handler<handler_type, state_type>{
-                                   std::forward<Handler>(handler), std::move(state)},
-                               std::forward<Args>(args)...);
+        std::move(initiation_)(
+            signalled_handler<handler_type, state_type>{std::forward<Handler>(handler),
+                                                        std::move(state)},
+            std::forward<Args>(args)...);
     }
 
-private:
+  private:
     Initiation initiation_;
     typename Clock::time_point deadline_;
     asio::cancellation_type type_;

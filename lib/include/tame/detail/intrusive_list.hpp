@@ -14,7 +14,7 @@ struct intrusive_list_node {
 /// removal never allocate, and removing a cancelled waiter from the middle is O(1).
 template <class T>
 class intrusive_list {
-public:
+  public:
     intrusive_list() = default;
     intrusive_list(const intrusive_list&) = delete;
     intrusive_list& operator=(const intrusive_list&) = delete;
@@ -89,7 +89,7 @@ public:
         other.head_ = other.tail_ = nullptr;
     }
 
-private:
+  private:
     intrusive_list_node* head_ = nullptr;
     intrusive_list_node* tail_ = nullptr;
 };

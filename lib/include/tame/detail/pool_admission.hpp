@@ -24,17 +24,13 @@ namespace tame::detail {
 /// the wait. Counted in `waiting` and in `tasks` until it is decided.
 template <template <class> class Kind, class Handler, class F>
 class pool_admission {
-public:
+  public:
     using value_type = typename pool_result_of<F>::type;
 
     pool_admission(std::shared_ptr<task_pool_state> state, pool_count count, Handler handler, F f,
                    pool_keys::hold key, permit turn)
-        : state_{std::move(state)},
-          count_{std::move(count)},
-          handler_{std::move(handler)},
-          f_{std::move(f)},
-          key_{std::move(key)},
-          turn_{std::move(turn)}
+        : state_{std::move(state)}, count_{std::move(count)}, handler_{std::move(handler)},
+          f_{std::move(f)}, key_{std::move(key)}, turn_{std::move(turn)}
     {
     }
 
@@ -80,7 +76,7 @@ public:
 
     const Handler& inner() const noexcept { return handler_; }
 
-private:
+  private:
     void fail(error_code ec)
     {
         auto state = std::move(state_); // decided
@@ -122,7 +118,7 @@ struct initiate_pool_task {
         start(std::forward<Handler>(handler), std::forward<F>(f), &key);
     }
 
-private:
+  private:
     template <class Handler, class F>
     void start(Handler&& handler, F&& given, const std::string* key) const
     {

@@ -19,7 +19,7 @@ namespace tame::detail {
 /// submissions that hold or wait for it. A key with none left is forgotten, so
 /// the map holds only keys with work.
 class pool_keys {
-public:
+  public:
     struct entry {
         entry(std::string key, const asio::any_io_executor& ex) : key{std::move(key)}, turn{ex, 1}
         {
@@ -32,11 +32,12 @@ public:
     /// A submission's claim on its key: keeps the entry until released. Two
     /// pointers, so that moving a task along its steps costs nothing more.
     class hold {
-    public:
+      public:
         hold() noexcept = default;
         hold(pool_keys* keys, entry* e) noexcept : keys_{keys}, entry_{e} {}
         hold(hold&& other) noexcept
-            : keys_{std::exchange(other.keys_, nullptr)}, entry_{std::exchange(other.entry_, nullptr)}
+            : keys_{std::exchange(other.keys_, nullptr)}, entry_{
+                                                              std::exchange(other.entry_, nullptr)}
         {
         }
         hold& operator=(hold&& other) noexcept
@@ -60,7 +61,7 @@ public:
             }
         }
 
-    private:
+      private:
         pool_keys* keys_ = nullptr;
         entry* entry_ = nullptr;
     };
@@ -92,7 +93,7 @@ public:
         }
     }
 
-private:
+  private:
     void leave(entry& e) noexcept
     {
         std::unique_ptr<entry> gone; // destroyed outside the lock

@@ -13,9 +13,9 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <new>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <utility>
 #include <vector>
 
@@ -55,7 +55,7 @@ struct pool_task_record : intrusive_list_node {
 /// co_spawn would then throw out of io_context::run()), so a task cancelled that
 /// early is only marked, and its start throws operation_aborted instead.
 class pool_lane {
-public:
+  public:
     explicit pool_lane(asio::any_io_executor strand)
         : strand_{std::move(strand)}, io_strand_{strand_.target<io_strand>()}
     {
@@ -201,7 +201,7 @@ public:
     /// A reference taken by retain(), given back when destroyed: a posted
     /// cancellation destroyed unrun (its io_context went first) leaks nothing.
     class reference {
-    public:
+      public:
         reference(pool_lane& lane, pool_task_record& task) noexcept : lane_{&lane}, task_{&task} {}
         reference(reference&& other) noexcept
             : lane_{other.lane_}, task_{std::exchange(other.task_, nullptr)}
@@ -216,7 +216,7 @@ public:
         }
         pool_task_record& task() const noexcept { return *task_; }
 
-    private:
+      private:
         pool_lane* lane_;
         pool_task_record* task_;
     };
@@ -234,7 +234,7 @@ public:
         }
     }
 
-private:
+  private:
     /// A pool keeps up to `capacity` records in use, made on the submitting
     /// thread and freed on the task's: more than a small general cache holds.
     using record_cache = block_free_list<sizeof(pool_task_record), 512>;

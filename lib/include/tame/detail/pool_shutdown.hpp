@@ -2,8 +2,8 @@
 
 #include <tame/detail/config.hpp>
 #include <tame/detail/task_pool_ops.hpp>
-#include <tame/detail/task_strands.hpp>
 #include <tame/detail/task_pool_state.hpp>
+#include <tame/detail/task_strands.hpp>
 #include <tame/error.hpp>
 
 #include <boost/asio/any_io_executor.hpp>
@@ -35,14 +35,11 @@ inline constexpr std::chrono::hours longest_grace{24 * 365 * 100};
 /// runs inside async_shutdown itself.
 template <class Handler>
 class pool_shutdown_op : public std::enable_shared_from_this<pool_shutdown_op<Handler>> {
-public:
+  public:
     pool_shutdown_op(std::shared_ptr<task_pool_state> pool,
                      std::chrono::steady_clock::duration grace, Handler handler)
-        : pool_{std::move(pool)},
-          strand_{make_task_strand(pool_->executor)},
-          timer_{strand_},
-          grace_{grace},
-          caller_slot_{asio::get_associated_cancellation_slot(handler)},
+        : pool_{std::move(pool)}, strand_{make_task_strand(pool_->executor)}, timer_{strand_},
+          grace_{grace}, caller_slot_{asio::get_associated_cancellation_slot(handler)},
           completion_{run_completion<Handler>{std::move(handler)}, pool_->executor}
     {
     }
@@ -56,14 +53,14 @@ public:
         asio::post(strand_, [self = this->shared_from_this()] { self->begin(); });
     }
 
-private:
+  private:
     /// Lives in the caller's slot: terminal or partial cancellation ends the
     /// grace period now, on the shutdown's strand. Total cancellation (no side
     /// effects) cannot be honoured: stopping work is a side effect. Holds the
     /// operation weakly and nothing else, so that, should it ever outlive the
     /// operation in the caller's signal, it keeps no executor alive.
     class canceller {
-    public:
+      public:
         explicit canceller(std::weak_ptr<pool_shutdown_op> op) noexcept : op_{std::move(op)} {}
 
         void operator()(asio::cancellation_type type) const
@@ -78,7 +75,7 @@ private:
             }
         }
 
-    private:
+      private:
         std::weak_ptr<pool_shutdown_op> op_;
     };
 
@@ -97,10 +94,9 @@ private:
             }
         });
         pool_->tasks.async_wait(asio::bind_executor(
-            strand_, asio::bind_cancellation_slot(drain_signal_.slot(),
-                                                  [self = this->shared_from_this()](error_code ec) {
-                                                      self->drained(ec);
-                                                  })));
+            strand_, asio::bind_cancellation_slot(
+                         drain_signal_.slot(),
+                         [self = this->shared_from_this()](error_code ec) { self->drained(ec); })));
     }
 
     /// The grace period is over (its timer, or the caller's cancellation).
@@ -129,10 +125,8 @@ private:
         pool_->cancel_all();
         // Not cancellable: the tasks have been told to stop, and the promise is
         // that none is left when the shutdown completes.
-        pool_->tasks.async_wait(
-            asio::bind_executor(strand_, [self = this->shared_from_this()](error_code) {
-                self->finish();
-            }));
+        pool_->tasks.async_wait(asio::bind_executor(
+            strand_, [self = this->shared_from_this()](error_code) { self->finish(); }));
     }
 
     void finish() { completion_.complete(false, cancelled_); }
@@ -160,7 +154,7 @@ struct initiate_pool_shutdown {
     void operator()(Handler&& handler) const
     {
         std::make_shared<pool_shutdown_op<std::decay_t<Handler>>>(state, grace,
-                                                                   std::forward<Handler>(handler))
+                                                                  std::forward<Handler>(handler))
             ->start();
     }
 };

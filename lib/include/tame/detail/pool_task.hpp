@@ -44,7 +44,7 @@ inline thread_local const void* pool_initiating = nullptr;
 
 /// Marks the task being started by an initiating function, for its scope.
 class initiating_scope {
-public:
+  public:
     initiating_scope(bool initiating, const void* task) noexcept : saved_{pool_initiating}
     {
         if (initiating) {
@@ -55,7 +55,7 @@ public:
     initiating_scope& operator=(const initiating_scope&) = delete;
     ~initiating_scope() { pool_initiating = saved_; }
 
-private:
+  private:
     const void* saved_;
 };
 
@@ -63,16 +63,11 @@ private:
 /// `tasks`, and its record. Ended once: by the task, or by its destruction
 /// when the task never ran (its io_context was destroyed).
 class pool_ticket {
-public:
+  public:
     pool_ticket(std::shared_ptr<task_pool_state> state, pool_count count, permit slot, permit turn,
                 pool_keys::hold key, pool_lane& lane, pool_task_record* record) noexcept
-        : state_{std::move(state)},
-          count_{std::move(count)},
-          slot_{std::move(slot)},
-          turn_{std::move(turn)},
-          key_{std::move(key)},
-          lane_{&lane},
-          record_{record}
+        : state_{std::move(state)}, count_{std::move(count)}, slot_{std::move(slot)},
+          turn_{std::move(turn)}, key_{std::move(key)}, lane_{&lane}, record_{record}
     {
     }
 
@@ -99,7 +94,7 @@ public:
         give_back();
     }
 
-private:
+  private:
     void abandon() noexcept
     {
         state_->running.fetch_sub(1, std::memory_order_relaxed);
@@ -133,7 +128,7 @@ private:
 /// coroutine, unless the task was cancelled before it could begin.
 template <class Factory, class Starter>
 class pool_coroutine_start {
-public:
+  public:
     pool_coroutine_start(Factory factory, Starter starter, pool_task_record& record) noexcept
         : factory_{std::move(factory)}, starter_{std::move(starter)}, record_{&record}
     {
@@ -148,7 +143,7 @@ public:
         return factory_();
     }
 
-private:
+  private:
     Factory factory_;
     Starter starter_;
     pool_task_record* record_;
@@ -163,7 +158,7 @@ private:
 /// dispatch each emission through it).
 template <class Ending, class... Result>
 class pool_coroutine_end {
-public:
+  public:
     using cancellation_slot_type = asio::cancellation_slot;
 
     pool_coroutine_end(pool_ticket ticket, Ending ending) noexcept
@@ -183,7 +178,7 @@ public:
         ending_.finished(inline_start, std::move(e), std::move(result)...);
     }
 
-private:
+  private:
     pool_ticket ticket_;
     Ending ending_;
 };
@@ -191,11 +186,9 @@ private:
 /// A plain callable as a pool task: posted to its strand, where it runs to its end.
 template <class F, class Starter, class Ending>
 class pool_plain_task {
-public:
+  public:
     pool_plain_task(F f, Starter starter, Ending ending, pool_ticket ticket) noexcept
-        : f_{std::move(f)},
-          starter_{std::move(starter)},
-          ending_{std::move(ending)},
+        : f_{std::move(f)}, starter_{std::move(starter)}, ending_{std::move(ending)},
           ticket_{std::move(ticket)}
     {
     }
@@ -228,7 +221,7 @@ public:
         }
     }
 
-private:
+  private:
     F f_;
     Starter starter_;
     Ending ending_;

@@ -7,8 +7,8 @@
 #include <boost/asio/associated_allocator.hpp>
 #include <boost/asio/associated_cancellation_slot.hpp>
 #include <boost/asio/associated_executor.hpp>
-#include <boost/asio/execution/executor.hpp>
 #include <boost/asio/execution/blocking.hpp>
+#include <boost/asio/execution/executor.hpp>
 #include <boost/asio/execution/outstanding_work.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
@@ -31,7 +31,7 @@ namespace tame::detail {
 /// a single execute(), with no further conversions of a type-erased executor.
 template <class Executor, class = void>
 class completion_executor {
-public:
+  public:
     explicit completion_executor(const Executor& ex)
         : ex_{asio::prefer(asio::require(ex, asio::execution::blocking.never),
                            asio::execution::outstanding_work.tracked)}
@@ -44,7 +44,7 @@ public:
         ex_.execute(std::forward<Function>(f));
     }
 
-private:
+  private:
     std::decay_t<decltype(asio::prefer(
         asio::require(std::declval<const Executor&>(), asio::execution::blocking.never),
         asio::execution::outstanding_work.tracked))>
@@ -55,7 +55,7 @@ private:
 template <class Executor>
 class completion_executor<Executor,
                           std::enable_if_t<!asio::execution::is_executor<Executor>::value>> {
-public:
+  public:
     explicit completion_executor(const Executor& ex) : guard_{ex} {}
 
     template <class Function>
@@ -64,7 +64,7 @@ public:
         asio::post(guard_.get_executor(), std::forward<Function>(f));
     }
 
-private:
+  private:
     asio::executor_work_guard<Executor> guard_;
 };
 
@@ -79,7 +79,7 @@ class completion_executor<asio::any_io_executor> {
                       asio::execution::blocking.never),
         asio::execution::outstanding_work.tracked))>;
 
-public:
+  public:
     explicit completion_executor(const asio::any_io_executor& ex) : ex_{prepare(ex)} {}
 
     template <class Function>
@@ -92,7 +92,7 @@ public:
         }
     }
 
-private:
+  private:
     static std::variant<io_executor, asio::any_io_executor> prepare(const asio::any_io_executor& ex)
     {
         if (const auto* io = ex.target<asio::io_context::executor_type>()) {
@@ -124,7 +124,7 @@ class queued_handler final : public Base {
     using alloc_traits = std::allocator_traits<allocator_type>;
     using handler_executor = asio::associated_executor_t<Handler, IoExecutor>;
 
-public:
+  public:
     /// Creates an element for `handler`, installs `Canceller{&element}` in the
     /// handler's cancellation slot (if it has one) and hands the element to
     /// `start(Base&)`, which queues or completes it. If either step throws, the
@@ -159,11 +159,10 @@ public:
         executor.post(invoker{this});
     }
 
-private:
+  private:
     /// Allocates an element that owns `handler`; `base_args` construct the Base.
     template <class... BaseArgs>
-    static queued_handler& create(Handler handler, const IoExecutor& io_ex,
-                                  BaseArgs&&... base_args)
+    static queued_handler& create(Handler handler, const IoExecutor& io_ex, BaseArgs&&... base_args)
     {
         allocator_type alloc{
             asio::get_associated_allocator(handler, detail::recycling_allocator<void>{})};
@@ -179,7 +178,7 @@ private:
 
     /// The posted function object; it owns the element until it runs.
     class invoker {
-    public:
+      public:
         explicit invoker(queued_handler* op) noexcept : op_{op} {}
         invoker(invoker&& other) noexcept : op_{std::exchange(other.op_, nullptr)} {}
         invoker& operator=(invoker&&) = delete;
@@ -194,16 +193,14 @@ private:
 
         void operator()() { std::exchange(op_, nullptr)->invoke(); }
 
-    private:
+      private:
         queued_handler* op_;
     };
 
     template <class... BaseArgs>
     queued_handler(const allocator_type& alloc, Handler&& handler, const IoExecutor& io_ex,
                    BaseArgs&&... base_args)
-        : Base{std::forward<BaseArgs>(base_args)...},
-          alloc_{alloc},
-          handler_{std::move(handler)},
+        : Base{std::forward<BaseArgs>(base_args)...}, alloc_{alloc}, handler_{std::move(handler)},
           executor_{asio::get_associated_executor(handler_, io_ex)},
           slot_{asio::get_associated_cancellation_slot(handler_)}
     {

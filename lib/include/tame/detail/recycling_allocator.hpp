@@ -13,7 +13,7 @@ namespace tame::detail {
 /// function, say) often takes the block a waiter just freed, and the next waiter
 /// goes to malloc. Here a block is reused only by a request of its own size.
 class operation_cache {
-public:
+  public:
     static void* allocate(std::size_t size)
     {
         const std::size_t rounded = round(size);
@@ -46,7 +46,7 @@ public:
         ::operator delete(block);
     }
 
-private:
+  private:
     struct entry {
         void* block = nullptr;
         std::size_t size = 0; // 0: empty
@@ -89,7 +89,7 @@ private:
 /// operation_cache's few entries cannot absorb.
 template <std::size_t Size, std::size_t Limit>
 class block_free_list {
-public:
+  public:
     static void* allocate()
     {
         list& free = local();
@@ -113,7 +113,7 @@ public:
         ++free.size;
     }
 
-private:
+  private:
     static_assert(Size >= sizeof(void*));
 
     struct block {
@@ -148,7 +148,7 @@ private:
 /// The allocator of queued operations whose handler names none.
 template <class T>
 class recycling_allocator {
-public:
+  public:
     using value_type = T;
 
     recycling_allocator() noexcept = default;

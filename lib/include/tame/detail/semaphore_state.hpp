@@ -25,13 +25,11 @@ class semaphore_state;
 /// state's atomic word, next to the free permits, so that a permit can own one
 /// at no extra cost (see semaphore_state).
 class semaphore_ref {
-public:
+  public:
     semaphore_ref() noexcept = default;
     /// Throws std::length_error when the state has max_references already.
     semaphore_ref(const semaphore_ref& other);
-    semaphore_ref(semaphore_ref&& other) noexcept : state_{std::exchange(other.state_, nullptr)}
-    {
-    }
+    semaphore_ref(semaphore_ref&& other) noexcept : state_{std::exchange(other.state_, nullptr)} {}
     semaphore_ref& operator=(semaphore_ref other) noexcept
     {
         std::swap(state_, other.state_);
@@ -49,7 +47,7 @@ public:
     /// A state with `capacity` free permits, owned by the returned reference.
     static semaphore_ref make(std::size_t capacity);
 
-private:
+  private:
     struct adopt_t {};
     semaphore_ref(semaphore_state* state, adopt_t) noexcept : state_{state} {}
 
@@ -68,7 +66,7 @@ enum class acquire_outcome : unsigned char {
 
 /// A queued async_acquire, type-erased; queued_handler supplies complete().
 class semaphore_waiter : public intrusive_list_node {
-public:
+  public:
     semaphore_waiter(semaphore_ref owner, std::size_t permits) noexcept
         : owner{std::move(owner)}, permits{permits}
     {
@@ -88,7 +86,7 @@ public:
     acquire_outcome outcome = acquire_outcome::pending;
     bool queued = false;
 
-protected:
+  protected:
     ~semaphore_waiter() = default;
 };
 
@@ -104,7 +102,7 @@ protected:
 /// permits to the queue in order. Counting the permits' references is what lets a
 /// permit outlive its semaphore: the last reference frees the state.
 class semaphore_state {
-public:
+  public:
     /// Capacities above this would not fit the atomic word.
     static constexpr std::size_t max_capacity = (std::uint64_t{1} << 31) - 1;
     /// Permits and queued waiters that may exist at once, plus the semaphore.
@@ -119,8 +117,7 @@ public:
     {
         std::uint64_t word = word_.load(std::memory_order_relaxed);
         do {
-            if ((word & slow_path) != 0 || free_of(word) < n ||
-                refs_of(word) == max_references) {
+            if ((word & slow_path) != 0 || free_of(word) < n || refs_of(word) == max_references) {
                 return false;
             }
             // The tally is the top field: from 255 it wraps to 0, losing the
@@ -142,8 +139,7 @@ public:
             // The flag is up for good once the semaphore is gone, so here it still
             // holds its own reference and ours cannot be the last.
             if (word_.compare_exchange_weak(word, word + (std::uint64_t{n} << free_shift) - ref_one,
-                                            std::memory_order_release,
-                                            std::memory_order_relaxed)) {
+                                            std::memory_order_release, std::memory_order_relaxed)) {
                 return;
             }
         }
@@ -178,7 +174,7 @@ public:
     /// try_take() took, or the granted waiter's. Defined in permit.hpp.
     permit adopt_permit(std::size_t n) noexcept;
 
-private:
+  private:
     friend class semaphore_ref;
 
     // The word: bit 0 the slow-path flag; bits 1-31 the free permits (up to

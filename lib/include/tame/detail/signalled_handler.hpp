@@ -16,12 +16,12 @@ namespace tame::detail {
 /// Forwards a cancellation emitted on the caller's own slot (say, a coroutine
 /// being cancelled) to the operation, whose slot is now another signal's.
 class cancellation_forwarder {
-public:
+  public:
     explicit cancellation_forwarder(asio::cancellation_signal* signal) noexcept : signal_{signal} {}
 
     void operator()(asio::cancellation_type type) const { signal_->emit(type); }
 
-private:
+  private:
     asio::cancellation_signal* signal_;
 };
 
@@ -35,12 +35,11 @@ private:
 /// slot, if it has one, is forwarded to the signal until then.
 template <class Handler, class State>
 class signalled_handler {
-public:
+  public:
     using cancellation_slot_type = asio::cancellation_slot;
 
     signalled_handler(Handler handler, std::shared_ptr<State> state)
-        : handler_{std::move(handler)},
-          state_{std::move(state)},
+        : handler_{std::move(handler)}, state_{std::move(state)},
           outer_slot_{asio::get_associated_cancellation_slot(handler_)}
     {
         if (outer_slot_.is_connected()) {
@@ -72,7 +71,7 @@ public:
 
     const Handler& inner() const noexcept { return handler_; }
 
-private:
+  private:
     void finish() noexcept
     {
         state_->finish();
@@ -105,8 +104,7 @@ struct inner_associator : Associator<Handler, Default> {
 };
 
 /// Stands in for the executor of an initiation that offers none.
-struct no_executor {
-};
+struct no_executor {};
 
 /// The executor an initiation offers for handlers that name none, when it has one.
 template <class Initiation>

@@ -27,7 +27,7 @@ namespace tame::detail {
 /// group has been cancelled meanwhile, complete.
 template <class Factory>
 class spawn_op {
-public:
+  public:
     spawn_op(std::shared_ptr<task_group_state> state, Factory factory)
         : state_{std::move(state)}, factory_{std::move(factory)}
     {
@@ -79,7 +79,7 @@ public:
         self.complete(outcome_);
     }
 
-private:
+  private:
     /// After the wait: starts the task with the slot `ec` says was granted, or
     /// uncounts the spawn.
     void decide(error_code ec, permit slot)
@@ -118,7 +118,7 @@ private:
 /// Holds the group weakly: the slot belongs to the joining coroutine, whose
 /// frame the join's own handler keeps alive from inside the group's state.
 class join_canceller {
-public:
+  public:
     explicit join_canceller(std::weak_ptr<task_group_state> group) noexcept
         : group_{std::move(group)}
     {
@@ -137,7 +137,7 @@ public:
         }
     }
 
-private:
+  private:
     std::weak_ptr<task_group_state> group_;
 };
 
@@ -146,12 +146,11 @@ private:
 /// no slot); the join's own slot cancels the group instead.
 template <class Handler>
 class join_completion {
-public:
+  public:
     using cancellation_slot_type = asio::cancellation_slot;
 
     join_completion(Handler handler, const std::shared_ptr<task_group_state>& group)
-        : handler_{std::move(handler)},
-          failure_{group->failure},
+        : handler_{std::move(handler)}, failure_{group->failure},
           outer_slot_{asio::get_associated_cancellation_slot(handler_)}
     {
         if (outer_slot_.is_connected()) {
@@ -190,7 +189,7 @@ public:
 
     const Handler& inner() const noexcept { return handler_; }
 
-private:
+  private:
     Handler handler_;
     std::shared_ptr<const first_failure> failure_; // null once called
     asio::associated_cancellation_slot_t<Handler> outer_slot_;

@@ -23,7 +23,7 @@ namespace tame::detail {
 /// The first exception that escaped a task of a group; kept apart from the
 /// group's state so that a pending join can hold it without holding the group.
 class first_failure {
-public:
+  public:
     /// Keeps `e` if nothing failed before; true if it did.
     bool record(std::exception_ptr e)
     {
@@ -41,7 +41,7 @@ public:
         return first_;
     }
 
-private:
+  private:
     mutable std::mutex mutex_;
     std::exception_ptr first_;
 };
@@ -55,13 +55,10 @@ private:
 /// - `cancel` reaches every running task; `slots` is closed at the same time,
 ///   which fails every spawn waiting for a slot and every later one.
 class task_group_state : public std::enable_shared_from_this<task_group_state> {
-public:
+  public:
     task_group_state(const asio::any_io_executor& ex, std::size_t limit)
-        : executor{ex},
-          limit{limit},
-          slots{ex, limit == 0 ? async_semaphore::max_capacity : limit},
-          tasks{ex},
-          strands_{make_task_strands(ex, 0, limit)}
+        : executor{ex}, limit{limit}, slots{ex, limit == 0 ? async_semaphore::max_capacity : limit},
+          tasks{ex}, strands_{make_task_strands(ex, 0, limit)}
     {
     }
 
@@ -127,7 +124,7 @@ public:
     const std::shared_ptr<first_failure> failure = std::make_shared<first_failure>();
     std::atomic<std::size_t> running{0};
 
-private:
+  private:
     /// The strands tasks run on. The group emits cancellation into a task from
     /// any thread, and that must reach the coroutine on the strand it runs on,
     /// even when the group's executor is an io_context run by several threads.
@@ -141,7 +138,7 @@ private:
 ///
 /// It runs, and receives the group's cancellation, on the task's strand.
 class task_completion {
-public:
+  public:
     using executor_type = asio::any_io_executor;
 
     task_completion(std::shared_ptr<task_group_state> state, permit slot,
@@ -166,7 +163,7 @@ public:
 
     void operator()(std::exception_ptr e) noexcept { end(std::move(e)); }
 
-private:
+  private:
     void end(std::exception_ptr e) noexcept
     {
         auto state = std::move(state_);

@@ -33,9 +33,10 @@ namespace tame::detail {
 
 /// True when `Handler` names no executor of its own: it completes on the pool's.
 template <class Handler>
-inline constexpr bool uses_pool_executor = requires {
-    typename asio::associated_executor<Handler, asio::any_io_executor>::
-        asio_associated_executor_is_unspecialised;
+inline constexpr bool uses_pool_executor = requires
+{
+    typename asio::associated_executor<
+        Handler, asio::any_io_executor>::asio_associated_executor_is_unspecialised;
 };
 
 /// A handler waiting to be completed from a pool task, with outstanding work
@@ -48,7 +49,7 @@ inline constexpr bool uses_pool_executor = requires {
 /// through the type-erased executor would only cost two more allocations.
 template <class Handler, bool = uses_pool_executor<Handler>>
 class pending_completion {
-public:
+  public:
     pending_completion(Handler handler, const asio::any_io_executor& pool_executor)
         : handler_{std::move(handler)}, pool_executor_{&pool_executor}
     {
@@ -78,7 +79,7 @@ public:
         }
     }
 
-private:
+  private:
     using work_executor = std::decay_t<decltype(asio::prefer(
         std::declval<asio::associated_executor_t<Handler, asio::any_io_executor>>(),
         asio::execution::outstanding_work.tracked))>;
@@ -94,7 +95,7 @@ private:
 /// its strand is outstanding work there until then.
 template <class Handler>
 class pending_completion<Handler, true> {
-public:
+  public:
     /// `pool_executor` is used only from inside the initiating call, while the
     /// pool is certainly alive.
     pending_completion(Handler handler, const asio::any_io_executor& pool_executor)
@@ -113,7 +114,7 @@ public:
         }
     }
 
-private:
+  private:
     Handler handler_;
     const asio::any_io_executor* pool_executor_;
 };
@@ -121,7 +122,7 @@ private:
 /// Lives in an async_run caller's cancellation slot once the task has started:
 /// cancelling the run cancels the task, on its strand.
 class pool_run_canceller {
-public:
+  public:
     pool_run_canceller(std::shared_ptr<task_pool_state> state, pool_lane& lane,
                        pool_task_record& task) noexcept
         : state_{std::move(state)}, lane_{&lane}, task_{&task}
@@ -138,7 +139,7 @@ public:
         state_->cancel_one(*lane_, *task_, type);
     }
 
-private:
+  private:
     std::shared_ptr<task_pool_state> state_;
     pool_lane* lane_;
     pool_task_record* task_; // a reference held until destroyed
@@ -150,7 +151,7 @@ private:
 /// slot too, so that no canceller outlives the operation in the caller's signal.
 template <class Handler>
 class run_completion {
-public:
+  public:
     explicit run_completion(Handler handler) : handler_{std::move(handler)} {}
 
     run_completion(run_completion&& other) noexcept
@@ -176,7 +177,7 @@ public:
 
     const Handler& inner() const noexcept { return handler_; }
 
-private:
+  private:
     void clear_slot() noexcept
     {
         auto slot = asio::get_associated_cancellation_slot(handler_);
@@ -207,14 +208,14 @@ struct submit_kind {
     using signature = void(error_code);
 
     class starter {
-    public:
+      public:
         starter(Handler handler, const asio::any_io_executor& fallback)
             : completion_{std::move(handler), fallback}
         {
         }
         void started(bool in_initiation) { completion_.complete(in_initiation, error_code{}); }
 
-    private:
+      private:
         pending_completion<Handler> completion_;
     };
 
@@ -243,7 +244,7 @@ template <class Handler>
 struct run_kind {
     template <class T>
     class ending {
-    public:
+      public:
         static constexpr bool reports_exceptions = false;
 
         ending(Handler handler, const asio::any_io_executor& fallback)
@@ -257,7 +258,7 @@ struct run_kind {
             completion_.complete(in_initiation, std::move(e), std::forward<Result>(result)...);
         }
 
-    private:
+      private:
         pending_completion<run_completion<Handler>> completion_;
     };
 
@@ -306,8 +307,8 @@ struct run_kind {
 /// that check, both seq_cst like close() and cancel_all(): either the check
 /// sees the close, or the task's epoch predates the cancel_all() after it.
 template <template <class> class Kind, class Handler, class F>
-bool launch_pool_task(task_pool_state& state, Handler& handler, F& f, pool_count count,
-                      permit slot, permit turn, pool_keys::hold key, bool in_initiation)
+bool launch_pool_task(task_pool_state& state, Handler& handler, F& f, pool_count count, permit slot,
+                      permit turn, pool_keys::hold key, bool in_initiation)
 {
     using handler_type = std::decay_t<Handler>;
     using factory_type = std::decay_t<F>;
@@ -322,8 +323,13 @@ bool launch_pool_task(task_pool_state& state, Handler& handler, F& f, pool_count
     if constexpr (result::coroutine) {
         pool_task_record* task = pool_lane::make_record(epoch);
         state.task_started();
-        pool_ticket ticket{state.shared_from_this(), std::move(count), std::move(slot),
-                           std::move(turn), std::move(key), lane, task};
+        pool_ticket ticket{state.shared_from_this(),
+                           std::move(count),
+                           std::move(slot),
+                           std::move(turn),
+                           std::move(key),
+                           lane,
+                           task};
         // The record is linked when co_spawn returns, or throws.
         struct link_on_exit {
             task_pool_state& state;
@@ -334,18 +340,23 @@ bool launch_pool_task(task_pool_state& state, Handler& handler, F& f, pool_count
         auto [starter, ending] =
             Kind<handler_type>::template split<value_type>(std::move(handler), state, lane, task);
         using start_type = pool_coroutine_start<factory_type, decltype(starter)>;
-        using end_type = std::conditional_t<
-            std::is_void_v<value_type>, pool_coroutine_end<decltype(ending)>,
-            pool_coroutine_end<decltype(ending), value_type>>;
+        using end_type =
+            std::conditional_t<std::is_void_v<value_type>, pool_coroutine_end<decltype(ending)>,
+                               pool_coroutine_end<decltype(ending), value_type>>;
         const initiating_scope scope{in_initiation, task};
         asio::co_spawn(lane.strand(), start_type{std::move(f), std::move(starter), *task},
                        end_type{std::move(ticket), std::move(ending)});
     } else {
         state.task_started();
-        pool_ticket ticket{state.shared_from_this(), std::move(count), std::move(slot),
-                           std::move(turn), std::move(key), lane, nullptr};
-        auto [starter, ending] =
-            Kind<handler_type>::template split<value_type>(std::move(handler), state, lane, nullptr);
+        pool_ticket ticket{state.shared_from_this(),
+                           std::move(count),
+                           std::move(slot),
+                           std::move(turn),
+                           std::move(key),
+                           lane,
+                           nullptr};
+        auto [starter, ending] = Kind<handler_type>::template split<value_type>(
+            std::move(handler), state, lane, nullptr);
         lane.post(pool_plain_task<factory_type, decltype(starter), decltype(ending)>{
             std::move(f), std::move(starter), std::move(ending), std::move(ticket)});
     }
@@ -357,8 +368,7 @@ bool launch_pool_task(task_pool_state& state, Handler& handler, F& f, pool_count
 namespace tame::detail {
 
 /// try_submit's "handler": nobody hears of the task.
-struct no_handler {
-};
+struct no_handler {};
 
 template <class Handler>
 struct detached_kind {

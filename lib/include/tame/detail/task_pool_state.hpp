@@ -44,7 +44,7 @@ inline bool is_operation_aborted(const std::exception_ptr& e) noexcept
 /// given back once, explicitly or when destroyed (a submission abandoned
 /// halfway, say by an allocation failure, must not hold a drain for ever).
 class pool_count {
-public:
+  public:
     pool_count() noexcept = default;
     explicit pool_count(wait_group& tasks) noexcept : tasks_{&tasks} { tasks.add(); }
     pool_count(pool_count&& other) noexcept : tasks_{std::exchange(other.tasks_, nullptr)} {}
@@ -58,7 +58,7 @@ public:
         }
     }
 
-private:
+  private:
     wait_group* tasks_ = nullptr; // inside the pool's state, which the holder keeps alive
 };
 
@@ -70,14 +70,11 @@ private:
 /// - `keys` orders keyed submissions.
 /// - `lanes` are the strands tasks run on; cancel_all() sweeps each of them.
 class task_pool_state : public std::enable_shared_from_this<task_pool_state> {
-public:
+  public:
     task_pool_state(const asio::any_io_executor& ex, const task_pool_options& options)
-        : executor{ex},
-          slots{ex, options.capacity},
-          tasks{ex},
-          keys{ex},
-          max_waiting{options.max_waiting},
-          on_exception{options.on_exception ? options.on_exception : log_task_exception},
+        : executor{ex}, slots{ex, options.capacity}, tasks{ex}, keys{ex},
+          max_waiting{options.max_waiting}, on_exception{options.on_exception ? options.on_exception
+                                                                              : log_task_exception},
           lanes_{make_lanes(ex, options)}
     {
     }
@@ -201,7 +198,7 @@ public:
     std::atomic<std::uint64_t> cancelled{0};
     std::atomic<std::uint64_t> rejected{0};
 
-private:
+  private:
     /// cancel_one's work on the strand. The reference is a member declared after
     /// the state, so that it is given back while the lane still exists.
     struct posted_cancel {

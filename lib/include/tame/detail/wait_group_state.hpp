@@ -21,7 +21,7 @@ enum class wait_outcome : unsigned char {
 
 /// A queued async_wait, type-erased; queued_handler supplies complete().
 class wait_group_waiter : public intrusive_list_node {
-public:
+  public:
     explicit wait_group_waiter(std::shared_ptr<wait_group_state> owner) noexcept
         : owner{std::move(owner)}
     {
@@ -38,7 +38,7 @@ public:
     wait_outcome outcome = wait_outcome::pending;
     bool queued = false;
 
-protected:
+  protected:
     ~wait_group_waiter() = default;
 };
 
@@ -48,7 +48,7 @@ protected:
 /// every task through here); the step to zero takes the mutex, which guards
 /// the queue, so that a waiter never misses it.
 class wait_group_state {
-public:
+  public:
     wait_group_state() = default;
     wait_group_state(const wait_group_state&) = delete;
     wait_group_state& operator=(const wait_group_state&) = delete;
@@ -67,7 +67,7 @@ public:
     /// Completes every queued waiter as aborted.
     void abort() noexcept;
 
-private:
+  private:
     void take_all_locked(intrusive_list<wait_group_waiter>& ready, wait_outcome outcome) noexcept;
     static void finish(intrusive_list<wait_group_waiter>& ready) noexcept;
 

@@ -39,7 +39,8 @@ struct initiate_request {
     void operator()(Handler&& handler, std::string url, request req, client_options options) const
     {
         start_request(executor, std::move(url), std::move(req), options,
-                      asio::any_completion_handler<void(error_code, response)>{std::forward<Handler>(handler)});
+                      asio::any_completion_handler<void(error_code, response)>{
+                          std::forward<Handler>(handler)});
     }
 };
 } // namespace detail
@@ -62,18 +63,19 @@ struct initiate_request {
 /// The exchange runs on a strand of its own made from `ex`; the handler runs on
 /// its associated executor (by default `ex`), never inside this call.
 template <class Token>
-auto async_request(asio::any_io_executor ex, std::string_view url, request req, client_options options,
-                   Token&& token)
+auto async_request(asio::any_io_executor ex, std::string_view url, request req,
+                   client_options options, Token&& token)
 {
-    return asio::async_initiate<Token, void(error_code, response)>(detail::initiate_request{std::move(ex)}, token,
-                                                                   std::string{url}, std::move(req), options);
+    return asio::async_initiate<Token, void(error_code, response)>(
+        detail::initiate_request{std::move(ex)}, token, std::string{url}, std::move(req), options);
 }
 
 /// async_request() with the default client_options.
 template <class Token>
 auto async_request(asio::any_io_executor ex, std::string_view url, request req, Token&& token)
 {
-    return async_request(std::move(ex), url, std::move(req), client_options{}, std::forward<Token>(token));
+    return async_request(std::move(ex), url, std::move(req), client_options{},
+                         std::forward<Token>(token));
 }
 
 /// A GET of `url`; see async_request().

@@ -16,7 +16,7 @@ namespace tame::http {
 ///
 /// The server turns any other exception from a handler into a 500 (and logs it).
 class http_error : public std::runtime_error {
-public:
+  public:
     /// An error answered with `code` and `message`.
     http_error(http::status code, const std::string& message)
         : std::runtime_error{message}, status_{code}
@@ -26,7 +26,7 @@ public:
     /// The status the server answers with.
     http::status status() const noexcept { return status_; }
 
-private:
+  private:
     http::status status_;
 };
 

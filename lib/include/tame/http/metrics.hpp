@@ -32,7 +32,7 @@ enum class metric_type { counter, gauge };
 ///
 /// Thread safety: every member may be called from any thread.
 class metrics_registry {
-public:
+  public:
     /// Upper bounds of the latency histogram's buckets, in seconds (+Inf is implied).
     static constexpr std::array<double, 14> latency_buckets{
         0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
@@ -69,13 +69,17 @@ public:
     std::size_t invalid_route() const noexcept { return routes_.size() - 1; }
 
     /// Records one answered request.
-    void record_request(std::size_t route, unsigned status, std::chrono::nanoseconds duration) noexcept;
+    void record_request(std::size_t route, unsigned status,
+                        std::chrono::nanoseconds duration) noexcept;
 
     /// Records a request refused because too many were in flight.
     void record_shed() noexcept { shed_.fetch_add(1, std::memory_order_relaxed); }
 
     /// Counts a request entering (+1) or leaving (-1) its handler.
-    void add_in_flight(long delta) noexcept { in_flight_.fetch_add(delta, std::memory_order_relaxed); }
+    void add_in_flight(long delta) noexcept
+    {
+        in_flight_.fetch_add(delta, std::memory_order_relaxed);
+    }
 
     /// Counts a connection opening (+1) or closing (-1).
     void add_connection(long delta) noexcept;
@@ -92,7 +96,7 @@ public:
     /// Everything, in the Prometheus text format.
     std::string render() const;
 
-private:
+  private:
     struct route_series {
         std::string label;
         std::array<std::atomic<std::uint64_t>, 600> by_status{};
@@ -136,10 +140,12 @@ void metrics_registry::add_task_pool(std::string_view name, const Pool& pool)
     const std::string labels = "pool=\"" + std::string{name} + "\"";
     const auto* p = &pool;
     auto series = [&](metric_type type, const char* metric, const char* help, auto field) {
-        add(type, metric, help, labels, [p, field] { return static_cast<double>(p->stats().*field); });
+        add(type, metric, help, labels,
+            [p, field] { return static_cast<double>(p->stats().*field); });
     };
     using stats = decltype(pool.stats());
-    series(metric_type::gauge, "tame_pool_capacity", "Tasks a pool runs at once.", &stats::capacity);
+    series(metric_type::gauge, "tame_pool_capacity", "Tasks a pool runs at once.",
+           &stats::capacity);
     series(metric_type::gauge, "tame_pool_running", "Tasks running now.", &stats::running);
     series(metric_type::gauge, "tame_pool_waiting", "Submitters waiting for a slot now.",
            &stats::waiting);

@@ -40,7 +40,7 @@ enum class cancel_reason {
 /// Thread safety: use a context from its handler's coroutine, which runs on the
 /// connection's strand (get_executor()).
 class request_context {
-public:
+  public:
     /// A context for `req`, as the server makes it; tests may make their own. The
     /// target is parsed on the first call to path() or the query functions; a
     /// target in neither origin form (`/path?query`) nor absolute form
@@ -100,7 +100,7 @@ public:
     /// server calls it on the strand, just before it cancels the handler's awaits.
     void mark_cancelled(http::cancel_reason why);
 
-private:
+  private:
     http::request request_;
     // Parsed on first use: a handler that reads no query pays nothing.
     const boost::urls::url_view& target() const;

@@ -49,13 +49,16 @@ struct route_match {
 /// Thread safety: add routes before the server starts; match() is then safe from
 /// any thread.
 class router {
-public:
+  public:
     /// Adds a route. Throws std::invalid_argument for a pattern that does not start
     /// with `/`, has an empty or repeated parameter name, or duplicates a route.
     router& add(verb method, std::string_view pattern, handler h);
 
     /// add(verb::get, …).
-    router& get(std::string_view pattern, handler h) { return add(verb::get, pattern, std::move(h)); }
+    router& get(std::string_view pattern, handler h)
+    {
+        return add(verb::get, pattern, std::move(h));
+    }
 
     /// add(verb::post, …).
     router& post(std::string_view pattern, handler h)
@@ -64,7 +67,10 @@ public:
     }
 
     /// add(verb::put, …).
-    router& put(std::string_view pattern, handler h) { return add(verb::put, pattern, std::move(h)); }
+    router& put(std::string_view pattern, handler h)
+    {
+        return add(verb::put, pattern, std::move(h));
+    }
 
     /// add(verb::delete_, …).
     router& del(std::string_view pattern, handler h)
@@ -88,7 +94,7 @@ public:
     /// Route `index` as metrics and logs name it: "GET /jobs/{id}".
     const std::string& label(std::size_t index) const { return routes_.at(index).label; }
 
-private:
+  private:
     struct segment {
         std::string text;
         bool is_param = false;

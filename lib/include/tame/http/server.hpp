@@ -38,7 +38,7 @@ class server_state;
 /// Destroying the server stops it as stop() does; it must happen before the
 /// io_context is destroyed.
 class server {
-public:
+  public:
     /// A server for `routes` with `options`, not yet listening. Its connections
     /// and timers run on `io`.
     server(asio::io_context& io, router routes, server_options options = {});
@@ -77,7 +77,8 @@ public:
     {
         return asio::async_initiate<Token, void(std::size_t)>(
             [this](auto handler, std::chrono::steady_clock::duration drain) {
-                start_shutdown(drain, asio::any_completion_handler<void(std::size_t)>{std::move(handler)});
+                start_shutdown(drain,
+                               asio::any_completion_handler<void(std::size_t)>{std::move(handler)});
             },
             token, drain_timeout);
     }
@@ -86,7 +87,7 @@ public:
     /// connection. Does not wait; async_shutdown(0s, …) also waits.
     void stop();
 
-private:
+  private:
     void start_shutdown(std::chrono::steady_clock::duration drain,
                         asio::any_completion_handler<void(std::size_t)> handler);
 

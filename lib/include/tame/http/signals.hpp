@@ -24,16 +24,17 @@ class server;
 /// Both the server and `io` must outlive this object; destroying it stops
 /// listening for signals.
 class shutdown_on_signals {
-public:
+  public:
     /// Starts listening for SIGINT and SIGTERM on `io`.
-    shutdown_on_signals(asio::io_context& io, server& srv, std::chrono::steady_clock::duration drain_timeout,
+    shutdown_on_signals(asio::io_context& io, server& srv,
+                        std::chrono::steady_clock::duration drain_timeout,
                         std::function<void(std::size_t)> on_stopped = {});
     ~shutdown_on_signals();
 
     shutdown_on_signals(const shutdown_on_signals&) = delete;
     shutdown_on_signals& operator=(const shutdown_on_signals&) = delete;
 
-private:
+  private:
     struct state;
     std::shared_ptr<state> state_;
 };
