@@ -5,11 +5,18 @@
 #include <tame/detail/config.hpp>
 #include <tame/detail/wrapping_async_result.hpp>
 
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/async_result.hpp>
+#include <boost/asio/awaitable.hpp>
 #include <boost/asio/cancellation_type.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
 
 #include <cstddef>
+#include <exception>
 #include <memory>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 
@@ -97,6 +104,32 @@ class cancel_source {
 
     std::shared_ptr<detail::cancel_source_state> state_;
 };
+
+/// Runs `op` until `source` is emitted: `op` is then cancelled, with the type
+/// emitted, through its cancellation slot, and awaited to its end. Returns what
+/// `op` returns and throws what it throws (a cancelled op usually throws
+/// operation_aborted): like with_timeout(), with a cancel_source for a
+/// deadline, and nothing is left running. A cancellation of the caller reaches
+/// `op` too. Go's `select` on `ctx.Done()`, for one job out of many:
+/// `co_await with_cancellation(run_job(), job.cancel)`.
+///
+/// `op` runs as its own coroutine on the caller's executor, which must run
+/// handlers one at a time (a strand, or an io_context run by one thread).
+template <class T, class Executor>
+asio::awaitable<T, Executor> with_cancellation(asio::awaitable<T, Executor> op,
+                                               cancel_source source)
+{
+    // Named before the co_await: g++ 12 destroys some temporaries made inside one twice.
+    auto until_emitted = source.bind(asio::as_tuple(asio::use_awaitable_t<Executor>{}));
+    const auto ex = co_await asio::this_coro::executor;
+    auto outcome = co_await asio::co_spawn(ex, std::move(op), std::move(until_emitted));
+    if (std::get<0>(outcome)) {
+        std::rethrow_exception(std::get<0>(outcome));
+    }
+    if constexpr (!std::is_void_v<T>) {
+        co_return std::move(std::get<1>(outcome));
+    }
+}
 
 } // namespace tame
 

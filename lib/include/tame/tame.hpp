@@ -6,6 +6,7 @@
 #include <tame/deadline.hpp>
 #include <tame/error.hpp>
 #include <tame/keyed.hpp>
+#include <tame/on_failure.hpp>
 #include <tame/permit.hpp>
 #include <tame/semaphore.hpp>
 #include <tame/semaphore_stats.hpp>
@@ -13,3 +14,4 @@
 #include <tame/task_pool.hpp>
 #include <tame/task_pool_options.hpp>
 #include <tame/wait_group.hpp>
+#include <tame/with_task_group.hpp>

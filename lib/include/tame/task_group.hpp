@@ -4,6 +4,7 @@
 #include <tame/detail/task_group_ops.hpp>
 #include <tame/detail/task_group_state.hpp>
 #include <tame/error.hpp>
+#include <tame/on_failure.hpp>
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/async_result.hpp>
@@ -21,14 +22,20 @@
 
 namespace tame {
 
+namespace detail {
+/// What calling a function object of type `F`, as a task_group or task_pool
+/// holds it, returns.
+template <class F>
+using factory_result_t = std::invoke_result_t<std::decay_t<F>&>;
+} // namespace detail
+
 /// A function object that starts a task: called once, with no arguments, it
 /// returns the task's coroutine. It must move without throwing (lambdas do,
 /// unless they capture something that does not): a spawn moves it along its
 /// steps, and a throw halfway could not be told apart from a task not started.
 template <class F>
 concept task_factory = std::is_nothrow_move_constructible_v<std::decay_t<F>> &&
-                       std::same_as < std::invoke_result_t < std::decay_t<F>
-& >, asio::awaitable < void >> ;
+    std::is_same_v<detail::factory_result_t<F>, asio::awaitable<void>>;
 
 /// Structured concurrency for coroutines: Go's errgroup with SetLimit.
 ///
@@ -36,8 +43,10 @@ concept task_factory = std::is_nothrow_move_constructible_v<std::decay_t<F>> &&
 /// has ended and reports the first exception that escaped one. That first
 /// failure cancels the others (their pending awaits complete with
 /// `asio::error::operation_aborted`) and the group starts no more tasks; so
-/// does cancel(). With a limit, at most `limit` tasks run at once and
-/// async_spawn() waits for a free slot: backpressure for whoever spawns.
+/// does cancel(). A group made with on_failure::keep_going is a supervisor
+/// instead: a failure cancels nothing, and only cancel() stops the group.
+/// with_task_group() runs a group that is always joined. With a limit, at most `limit` tasks run at
+/// once and async_spawn() waits for a free slot: backpressure for whoever spawns.
 ///
 /// Tasks run on strands of the group's executor, so the group can cancel them
 /// safely from any thread, and each carries a cancellation slot tied to the
@@ -61,18 +70,20 @@ class task_group {
     using executor_type = asio::any_io_executor;
 
     /// A group whose tasks run on strands of `ex`, at most `limit` at once (0: no
-    /// limit). Throws std::invalid_argument when `limit` is above
-    /// async_semaphore::max_capacity.
-    explicit task_group(const executor_type& ex, std::size_t limit = 0)
-        : state_{std::make_shared<detail::task_group_state>(ex, limit)}
+    /// limit), that reacts to a failed task as `policy` says. Throws
+    /// std::invalid_argument when `limit` is above async_semaphore::max_capacity.
+    explicit task_group(const executor_type& ex, std::size_t limit = 0,
+                        on_failure policy = on_failure::cancel_group)
+        : state_{std::make_shared<detail::task_group_state>(ex, limit, policy)}
     {
     }
 
     /// A group whose tasks run on `context`.
     template <class ExecutionContext>
     requires std::is_convertible_v<ExecutionContext&, asio::execution_context&>
-    explicit task_group(ExecutionContext& context, std::size_t limit = 0)
-        : task_group{context.get_executor(), limit}
+    explicit task_group(ExecutionContext& context, std::size_t limit = 0,
+                        on_failure policy = on_failure::cancel_group)
+        : task_group{context.get_executor(), limit, policy}
     {
     }
 
@@ -180,8 +191,17 @@ class task_group {
     /// that their cancelled awaits throw, unless they catch it).
     void cancel() { state_->cancel_all(); }
 
-    /// True once cancel() has been called or a task has failed.
+    /// True once the group has been cancelled: by cancel(), a cancelled join,
+    /// or (on_failure::cancel_group) a failed task.
     bool cancelled() const noexcept { return state_->cancel.cancelled(); }
+
+    /// A source emitted when the group is cancelled, for work outside its tasks
+    /// that must stop with them: `group.cancellation().bind(token)`.
+    /// with_task_group() binds its body to it.
+    cancel_source cancellation() const noexcept { return state_->cancel; }
+
+    /// What the group does when a task fails.
+    on_failure failure_policy() const noexcept { return state_->policy; }
 
     /// Tasks started and not yet ended.
     std::size_t running() const noexcept { return state_->running.load(std::memory_order_relaxed); }

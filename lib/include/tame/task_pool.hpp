@@ -32,9 +32,8 @@ namespace tame {
 /// type must be default-constructible (as co_spawn requires): a failed task
 /// delivers `T{}` beside its exception.
 template <class F>
-concept pool_task =
-    std::is_nothrow_move_constructible_v<std::decay_t<F>> && std::invocable < std::decay_t<F>
-& > ;
+concept pool_task = std::is_nothrow_move_constructible_v<std::decay_t<F>> &&
+    std::invocable<std::add_lvalue_reference_t<std::decay_t<F>>>;
 
 /// The value type of a pool task: `T` for `awaitable<T>`, else what `f()` returns.
 template <pool_task F>

@@ -3,6 +3,7 @@
 #include <tame/cancel_source.hpp>
 #include <tame/detail/config.hpp>
 #include <tame/detail/task_strands.hpp>
+#include <tame/on_failure.hpp>
 #include <tame/permit.hpp>
 #include <tame/semaphore.hpp>
 #include <tame/wait_group.hpp>
@@ -56,8 +57,10 @@ class first_failure {
 ///   which fails every spawn waiting for a slot and every later one.
 class task_group_state : public std::enable_shared_from_this<task_group_state> {
   public:
-    task_group_state(const asio::any_io_executor& ex, std::size_t limit)
-        : executor{ex}, limit{limit}, slots{ex, limit == 0 ? async_semaphore::max_capacity : limit},
+    task_group_state(const asio::any_io_executor& ex, std::size_t limit, on_failure policy)
+        : executor{ex}, limit{limit}, policy{policy}, slots{ex, limit == 0
+                                                                    ? async_semaphore::max_capacity
+                                                                    : limit},
           tasks{ex}, strands_{make_task_strands(ex, 0, limit)}
     {
     }
@@ -98,10 +101,11 @@ class task_group_state : public std::enable_shared_from_this<task_group_state> {
         slots.close();
     }
 
-    /// A task failed with `e` (or starting it did): the first failure cancels the rest.
+    /// A task failed with `e` (or starting it did): the first failure is kept
+    /// for the join and, unless the group keeps going, cancels the rest.
     void fail(std::exception_ptr e)
     {
-        if (failure->record(std::move(e))) {
+        if (failure->record(std::move(e)) && policy == on_failure::cancel_group) {
             cancel_all();
         }
     }
@@ -118,6 +122,7 @@ class task_group_state : public std::enable_shared_from_this<task_group_state> {
 
     const asio::any_io_executor executor;
     const std::size_t limit; // 0: none
+    const on_failure policy;
     async_semaphore slots;
     wait_group tasks;
     cancel_source cancel;

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <tame/detail/config.hpp>
+#include <tame/detail/operation_aborted.hpp>
 #include <tame/detail/pool_keys.hpp>
 #include <tame/detail/pool_lane.hpp>
 #include <tame/detail/task_strands.hpp>
@@ -26,18 +27,6 @@ namespace tame::detail {
 
 /// Writes a task's exception to stderr: the default on_exception. Compiled.
 void log_task_exception(std::exception_ptr e) noexcept;
-
-/// True if `e` is the operation_aborted a cancelled await throws.
-inline bool is_operation_aborted(const std::exception_ptr& e) noexcept
-{
-    try {
-        std::rethrow_exception(e);
-    } catch (const boost::system::system_error& error) {
-        return error.code() == asio::error::operation_aborted;
-    } catch (...) {
-        return false;
-    }
-}
 
 /// One count in a pool's `tasks`, which drains wait for: taken before a
 /// submission takes a slot, handed from step to step (admission, ticket), and
