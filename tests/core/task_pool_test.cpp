@@ -1,6 +1,7 @@
 #include <tame/task_pool.hpp>
 
 #include <tame/deadline.hpp>
+#include <tame/manual_time.hpp>
 #include <tame/semaphore.hpp>
 #include <tame/wait_group.hpp>
 #include <tame_test/error_code_record.hpp>
@@ -64,6 +65,14 @@ tame::task_pool_options capacity(std::size_t n)
 {
     tame::task_pool_options options;
     options.capacity = n;
+    return options;
+}
+
+/// A pool's options with `n` slots whose shutdown runs on `time`.
+tame::task_pool_options capacity(std::size_t n, std::shared_ptr<tame::manual_time> time)
+{
+    tame::task_pool_options options = capacity(n);
+    options.time = std::move(time);
     return options;
 }
 
@@ -984,32 +993,40 @@ TEST_CASE("async_shutdown reports no cancellation when the work ends within the 
           "[core][task_pool]")
 {
     asio::io_context io;
-    tame::task_pool pool{io, capacity(4)};
+    auto time = std::make_shared<tame::manual_time>();
+    tame::task_pool pool{io, capacity(4, time)};
+    gate work{io};
     int done = 0;
     for (int i = 0; i < 4; ++i) {
         pool.async_submit(
             [&]() -> asio::awaitable<void> {
-                asio::steady_timer timer{co_await asio::this_coro::executor, 1ms};
-                co_await timer.async_wait(asio::use_awaitable);
+                co_await work.pass();
                 ++done;
             },
             [](error_code) {});
     }
     std::optional<std::size_t> cancelled;
     pool.async_shutdown(10s, [&](std::size_t n) { cancelled = n; });
+    io.poll();
+    time->advance(9s);
+    io.poll();
+    REQUIRE_FALSE(cancelled);
 
-    io.run();
+    work.open();
+    io.poll();
 
     CHECK(cancelled == 0u);
     CHECK(done == 4);
     CHECK(pool.is_closed());
+    CHECK(time->waiting() == 0); // the grace period's wait was cancelled
 }
 
 TEST_CASE("async_shutdown cancels what runs past the grace period and reports how many",
           "[core][task_pool]")
 {
     asio::io_context io;
-    tame::task_pool pool{io, capacity(4)};
+    auto time = std::make_shared<tame::manual_time>();
+    tame::task_pool pool{io, capacity(4, time)};
     std::vector<std::optional<error_code>> slow(3);
     for (auto& e : slow) {
         pool.async_submit(sleeper(e), [](error_code) {});
@@ -1021,12 +1038,17 @@ TEST_CASE("async_shutdown cancels what runs past the grace period and reports ho
     io.poll();
     std::optional<std::size_t> cancelled;
     std::size_t running_at_completion = 99;
-    pool.async_shutdown(5ms, [&](std::size_t n) {
+    pool.async_shutdown(5s, [&](std::size_t n) {
         cancelled = n;
         running_at_completion = pool.running();
     });
+    io.poll();
+    time->advance(4s);
+    io.poll();
+    REQUIRE_FALSE(cancelled);
 
-    io.run();
+    time->advance(1s);
+    io.poll();
 
     CHECK(cancelled == 3u);
     CHECK(running_at_completion == 0);
@@ -1039,12 +1061,13 @@ TEST_CASE("async_shutdown cancels what runs past the grace period and reports ho
 TEST_CASE("async_shutdown with an unbounded grace period waits for the work", "[core][task_pool]")
 {
     asio::io_context io;
-    tame::task_pool pool{io, capacity(2)};
+    auto time = std::make_shared<tame::manual_time>();
+    tame::task_pool pool{io, capacity(2, time)};
+    gate work{io};
     bool done = false;
     pool.async_submit(
         [&]() -> asio::awaitable<void> {
-            asio::steady_timer timer{co_await asio::this_coro::executor, 2ms};
-            co_await timer.async_wait(asio::use_awaitable);
+            co_await work.pass();
             done = true;
         },
         [](error_code) {});
@@ -1052,12 +1075,66 @@ TEST_CASE("async_shutdown with an unbounded grace period waits for the work", "[
     pool.async_shutdown(std::chrono::seconds::max(), [&](std::size_t n) { from_seconds = n; });
     pool.async_shutdown(std::chrono::nanoseconds::max(),
                         [&](std::size_t n) { from_nanoseconds = n; });
+    io.poll();
+    time->advance(24h * 365 * 50);
+    io.poll();
+    REQUIRE_FALSE(from_seconds);
 
-    io.run();
+    work.open();
+    io.poll();
 
     CHECK(done);
     CHECK(from_seconds == 0u);
     CHECK(from_nanoseconds == 0u);
+}
+
+TEST_CASE("a second async_shutdown joins the first and reports the same count", "[core][task_pool]")
+{
+    asio::io_context io;
+    auto time = std::make_shared<tame::manual_time>();
+    tame::task_pool pool{io, capacity(2, time)};
+    std::optional<error_code> slow;
+    pool.async_submit(sleeper(slow), [](error_code) {});
+    io.poll();
+    std::optional<std::size_t> first, second, after;
+    pool.async_shutdown(5s, [&](std::size_t n) { first = n; });
+    pool.async_shutdown(1h, [&](std::size_t n) { second = n; }); // its grace is ignored
+    io.poll();
+
+    time->advance(5s);
+    io.poll();
+    pool.async_shutdown(0s, [&](std::size_t n) { after = n; });
+    io.restart(); // the io_context ran out of work with the first shutdown
+    io.poll();
+
+    CHECK(first == 1u);
+    CHECK(second == 1u);
+    CHECK(after == 1u);
+}
+
+TEST_CASE("total cancellation of async_shutdown is ignored: it would cancel tasks",
+          "[core][task_pool]")
+{
+    asio::io_context io;
+    auto time = std::make_shared<tame::manual_time>();
+    tame::task_pool pool{io, capacity(2, time)};
+    std::optional<error_code> slow;
+    pool.async_submit(sleeper(slow), [](error_code) {});
+    io.poll();
+    asio::cancellation_signal signal;
+    std::optional<std::size_t> cancelled;
+    pool.async_shutdown(
+        1h, asio::bind_cancellation_slot(signal.slot(), [&](std::size_t n) { cancelled = n; }));
+    io.poll();
+
+    signal.emit(asio::cancellation_type::total);
+    io.poll();
+    CHECK_FALSE(cancelled);
+    CHECK_FALSE(slow);
+    time->advance(1h);
+    io.poll();
+
+    CHECK(cancelled == 1u);
 }
 
 TEST_CASE("cancelling async_shutdown ends its grace period at once", "[core][task_pool]")

@@ -1,8 +1,8 @@
 #pragma once
 
 #include <tame/detail/config.hpp>
+#include <tame/detail/graceful_shutdown.hpp>
 #include <tame/detail/pool_admission.hpp>
-#include <tame/detail/pool_shutdown.hpp>
 #include <tame/detail/pool_task.hpp>
 #include <tame/detail/task_pool_ops.hpp>
 #include <tame/detail/task_pool_state.hpp>
@@ -247,23 +247,32 @@ class task_pool {
     void cancel_all() { state_->cancel_all(); }
 
     /// The whole graceful stop in one call: close(), wait up to `grace` for
-    /// the work to end, then cancel_all() and wait for the rest.
+    /// the work to end, then cancel_all() and wait for the rest. The grace
+    /// period is measured by the pool's time_source (task_pool_options::time).
     ///
     /// Completion signature: `void(std::size_t)`: how many tasks were still
     /// running when the grace period ended and had to be cancelled (0 if all
-    /// ended in time). **Cancellation** (terminal or partial) ends the grace
-    /// period at once; the shutdown still waits for the cancelled tasks. A
-    /// grace period above a century (say, `hours::max()`) waits that long:
-    /// for ever, in practice. Safe on any executor: its steps run on a strand
-    /// of their own.
+    /// ended in time). A second call joins the shutdown under way (its own
+    /// grace period is ignored) and completes with the same count, as does one
+    /// made after the end.
+    ///
+    /// **Cancellation**, terminal or partial, ends the grace period at once;
+    /// the shutdown still waits for the cancelled tasks. Total cancellation is
+    /// ignored: it allows no side effects, and cancelling tasks is one. A grace
+    /// period above a century (say, `hours::max()`) waits that long: for ever,
+    /// in practice.
+    ///
+    /// The handler runs on its associated executor (by default the pool's),
+    /// never inside this call. Safe on any executor: the shutdown's steps run
+    /// on a strand of their own.
     template <class Rep, class Period,
               class Token = asio::default_completion_token_t<executor_type>>
     requires asio::completion_token_for<Token, void(std::size_t)>
     auto async_shutdown(std::chrono::duration<Rep, Period> grace,
                         Token&& token = asio::default_completion_token_t<executor_type>())
     {
-        return asio::async_initiate<Token, void(std::size_t)>(
-            detail::initiate_pool_shutdown{state_, detail::clamp_grace(grace)}, token);
+        return asio::async_initiate<Token, void(std::size_t)>(initiate_shutdown{state_}, token,
+                                                              detail::clamp_grace(grace));
     }
 
   private:
@@ -300,6 +309,21 @@ class task_pool {
         }
         return {};
     }
+
+    struct initiate_shutdown {
+        std::shared_ptr<detail::task_pool_state> state;
+
+        executor_type get_executor() const noexcept { return state->executor; }
+
+        template <class Handler>
+        void operator()(Handler&& handler, time_source::duration grace) const
+        {
+            state->shutdown.join(
+                state, grace,
+                asio::any_completion_handler<void(std::size_t)>{std::forward<Handler>(handler)},
+                state->executor);
+        }
+    };
 
     std::shared_ptr<detail::task_pool_state> state_;
 };

@@ -1,10 +1,13 @@
 #pragma once
 
+#include <tame/time_source.hpp>
+
 #include <cstddef>
 #include <cstdint>
 #include <exception>
 #include <functional>
 #include <limits>
+#include <memory>
 
 namespace tame {
 
@@ -39,6 +42,10 @@ struct task_pool_options {
     /// to its caller instead). Empty: the exception is written to stderr. It
     /// must not throw; what it throws is dropped.
     std::function<void(std::exception_ptr)> on_exception;
+
+    /// Where async_shutdown() reads the time and waits out its grace period:
+    /// the steady clock, unless a test gives a manual_time (null: the steady clock).
+    std::shared_ptr<time_source> time = steady_time();
 };
 
 /// Counters of a task_pool, for metrics. Each is read on its own, so a snapshot

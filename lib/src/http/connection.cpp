@@ -89,7 +89,7 @@ asio::awaitable<void> connection::run()
 {
     const auto& options = server_->options;
     // A new connection must deliver its first request's headers in time.
-    arm(options.header_timeout, clock::now());
+    arm(options.header_timeout, server_->now());
 
     for (;;) {
         if (buffer_.size() == 0) {
@@ -110,7 +110,7 @@ asio::awaitable<void> connection::run()
         }
 
         phase_ = phase::reading;
-        started_ = clock::now();
+        started_ = server_->now();
         arm(options.header_timeout, started_);
         parser_.emplace();
         parser_->header_limit(static_cast<std::uint32_t>(std::min<std::size_t>(
@@ -146,7 +146,7 @@ asio::awaitable<void> connection::run()
                     break;
                 }
                 if (parser_->get().version() >= 11) {
-                    arm(options.write_timeout, clock::now());
+                    arm(options.write_timeout, server_->now());
                     auto [ec, n] = co_await asio::async_write(
                         socket_, asio::buffer(continue_line.data(), continue_line.size()),
                         use_tuple);
@@ -155,7 +155,7 @@ asio::awaitable<void> connection::run()
                     }
                 }
             }
-            arm(options.body_timeout, clock::now());
+            arm(options.body_timeout, server_->now());
             auto [body_ec, body_bytes] =
                 co_await beast::http::async_read(socket_, buffer_, *parser_, use_tuple);
             if (phase_ == phase::closed) {
@@ -238,9 +238,9 @@ asio::awaitable<void> connection::write_error(status code, std::string_view mess
     finish(res, version, false);
 
     phase_ = phase::writing;
-    arm(server_->options.write_timeout, clock::now());
+    arm(server_->options.write_timeout, server_->now());
     auto [ec, n] = co_await beast::http::async_write(socket_, res, use_tuple);
-    const auto elapsed = clock::now() - started_;
+    const auto elapsed = server_->now() - started_;
     server_->metrics.record_request(server_->metrics.invalid_route(), res.result_int(), elapsed);
     log({peer_, header_done ? parser_->get().method_string() : "-",
          header_done ? parser_->get().target() : "-", version, res.result_int(), res.body().size(),
@@ -255,7 +255,7 @@ asio::awaitable<void> connection::linger()
     phase_ = phase::lingering;
     error_code ignored;
     socket_.shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
-    arm(linger_time, clock::now());
+    arm(linger_time, server_->now());
     std::array<char, 4096> scratch;
     for (std::size_t total = 0; total < linger_bytes;) {
         auto [ec, n] = co_await socket_.async_read_some(asio::buffer(scratch), use_tuple);
@@ -314,7 +314,7 @@ asio::awaitable<bool> connection::serve(http::request req)
                         server.routes.label(route));
             phase_ = phase::handling;
             if (options.request_timeout.count() > 0) {
-                arm(options.request_timeout, clock::now());
+                arm(options.request_timeout, server_->now());
             } else {
                 disarm();
             }
@@ -343,7 +343,7 @@ asio::awaitable<bool> connection::serve(http::request req)
     if (send && phase_ != phase::closed) {
         code = res.result_int();
         phase_ = phase::writing;
-        arm(options.write_timeout, clock::now());
+        arm(options.write_timeout, server_->now());
         // A HEAD answer is the GET answer's header alone, its framing included.
         beast::http::response_serializer<beast::http::string_body> serializer{res};
         auto [ec, n] =
@@ -351,7 +351,7 @@ asio::awaitable<bool> connection::serve(http::request req)
                  : co_await beast::http::async_write(socket_, serializer, use_tuple);
         written = !ec;
     }
-    const auto done = clock::now();
+    const auto done = server_->now();
     server.metrics.record_request(route, code, done - started_);
     log({peer_, msg.method_string(), msg.target(), version, code, bytes, done - started_});
 
@@ -513,7 +513,7 @@ void connection::close_socket()
 void connection::on_deadline()
 {
     deadline_posted_.store(false, std::memory_order_release);
-    if (deadline() > ticks(clock::now()) || phase_ == phase::closed) {
+    if (deadline() > ticks(server_->now()) || phase_ == phase::closed) {
         return;
     }
     if (phase_ == phase::handling) {

@@ -108,10 +108,12 @@ server_state::server_state(asio::io_context& context, router r, server_options o
     : io{context}, first_builtin_route{r.size()},
       // The built-in handlers only keep the pointer; they run after construction.
       routes{with_builtin_routes(std::move(r), o, this)}, options{std::move(o)},
-      metrics{route_labels(routes)}, control{asio::make_strand(context)}, acceptor{control},
+      time{options.time ? options.time : steady_time()}, metrics{route_labels(routes)},
+      control{asio::make_strand(context)}, acceptor{control},
       connection_slots{context.get_executor(), std::max<std::size_t>(options.max_connections, 1)},
-      active{context.get_executor()}, sweep_timer{control},
-      sweep_interval{sweep_interval_for(options)}, drain_timer_{control}
+      active{context.get_executor()}, sweep_interval{sweep_interval_for(options)}, shutdown_{
+                                                                                       control,
+                                                                                       time}
 {
 }
 
@@ -210,9 +212,10 @@ asio::awaitable<void> server_state::sweep()
     // after the drain period, to a client that does not read, still has its write
     // timeout.
     while (stage() != server_stage::stopped || metrics.connections() > 0) {
-        sweep_timer.expires_after(sweep_interval);
-        co_await sweep_timer.async_wait(use_tuple);
-        const auto now = ticks(clock::now());
+        co_await time->async_wait_until(
+            control, time->now() + sweep_interval,
+            asio::bind_cancellation_slot(sweep_stop_.slot(), use_tuple));
+        const auto now = ticks(time->now());
         struct visit {
             std::shared_ptr<connection> c;
             bool late;
@@ -300,85 +303,35 @@ void server_state::stop_accepting()
 void server_state::shutdown(clock::duration drain,
                             asio::any_completion_handler<void(std::size_t)> handler)
 {
-    auto self = shared_from_this();
-    auto slot = asio::get_associated_cancellation_slot(handler);
-    if (slot.is_connected()) {
-        // Cancelling the shutdown ends the drain period early. The slot is the
-        // caller's; the work is moved to the control strand.
-        std::weak_ptr<server_state> weak = self;
-        slot.assign([weak](asio::cancellation_type) {
-            if (auto s = weak.lock()) {
-                asio::post(s->control, [s] { s->end_drain_period(); });
-            }
-        });
-    }
-    auto work = asio::prefer(asio::get_associated_executor(handler, io.get_executor()),
-                             asio::execution::outstanding_work.tracked);
-    asio::post(control, [self, drain, h = std::move(handler), work = std::move(work)]() mutable {
-        self->shutdown_waiters_.push_back({std::move(h), std::move(work)});
-        if (self->finished_) {
-            self->finish_shutdown();
-            return;
-        }
-        if (self->shutdown_started_) {
-            return;
-        }
-        self->shutdown_started_ = true;
-        auto expected = server_stage::running;
-        if (!self->stage_.compare_exchange_strong(expected, server_stage::draining)) {
-            // Never started, or already stopped: nothing drains.
-            self->stage_.store(server_stage::stopped, std::memory_order_release);
-        }
-        self->stop_accepting();
-        for (auto& c : self->connections()) {
-            asio::post(c->executor(), [c] { c->on_drain(); });
-        }
-        self->active.async_wait(
-            asio::bind_executor(self->control, [self](boost::system::error_code) {
-                self->drained_ = true;
-                self->drain_timer_.cancel();
-            }));
-        self->drain_timer_.expires_after(
-            std::min<clock::duration>(drain, std::chrono::hours{24 * 365 * 100}));
-        self->drain_timer_.async_wait(asio::bind_executor(
-            self->control, [self](boost::system::error_code) { self->end_drain_period(); }));
-    });
+    shutdown_.join(shared_from_this(), tame::detail::clamp_grace(drain), std::move(handler),
+                   io.get_executor());
 }
 
-void server_state::end_drain_period()
+void server_state::stop_intake()
 {
-    // Reached when the drain timer expires, when everything has drained (which
-    // cancels the timer), or when the caller cancels the shutdown.
-    if (!shutdown_started_ || ending_) {
-        return;
+    auto expected = server_stage::running;
+    if (!stage_.compare_exchange_strong(expected, server_stage::draining)) {
+        // Never started, or already stopped: nothing drains.
+        stage_.store(server_stage::stopped, std::memory_order_release);
     }
-    ending_ = true;
-    stage_.store(server_stage::stopped, std::memory_order_release);
-    if (!drained_) {
-        for (auto& c : connections()) {
-            asio::post(c->executor(), [c] { c->on_drain_timeout(); });
-        }
+    stop_accepting();
+    for (auto& c : connections()) {
+        asio::post(c->executor(), [c] { c->on_drain(); });
     }
-    auto self = shared_from_this();
-    active.async_wait(asio::bind_executor(
-        control, [self](boost::system::error_code) { self->finish_shutdown(); }));
 }
 
-void server_state::finish_shutdown()
+void server_state::cancel_work()
 {
-    finished_ = true;
     stage_.store(server_stage::stopped, std::memory_order_release);
-    sweep_timer.cancel();
-    const auto cancelled = cancelled_.load(std::memory_order_relaxed);
-    for (auto& w : shutdown_waiters_) {
-        auto ex = asio::get_associated_executor(w.handler, io.get_executor());
-        asio::post(io, asio::bind_executor(ex, [h = std::move(w.handler), work = std::move(w.work),
-                                                cancelled]() mutable {
-                       asio::get_associated_cancellation_slot(h).clear();
-                       std::move(h)(cancelled);
-                   }));
+    for (auto& c : connections()) {
+        asio::post(c->executor(), [c] { c->on_drain_timeout(); });
     }
-    shutdown_waiters_.clear();
+}
+
+void server_state::shutdown_finished()
+{
+    stage_.store(server_stage::stopped, std::memory_order_release);
+    sweep_stop_.emit(asio::cancellation_type::terminal);
 }
 
 void server_state::stop()
@@ -387,9 +340,10 @@ void server_state::stop()
     auto self = shared_from_this();
     asio::post(control, [self] {
         self->stop_accepting();
-        self->sweep_timer.cancel();
-        self->drain_timer_.cancel();
+        self->sweep_stop_.emit(asio::cancellation_type::terminal);
     });
+    // A graceful shutdown under way stops waiting for its drain period.
+    shutdown_.end_grace_now(self);
     for (auto& c : connections()) {
         asio::post(c->executor(), [c] { c->on_stop(); });
     }

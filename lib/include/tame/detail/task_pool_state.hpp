@@ -1,6 +1,7 @@
 #pragma once
 
 #include <tame/detail/config.hpp>
+#include <tame/detail/graceful_shutdown.hpp>
 #include <tame/detail/operation_aborted.hpp>
 #include <tame/detail/pool_keys.hpp>
 #include <tame/detail/pool_lane.hpp>
@@ -58,15 +59,27 @@ class pool_count {
 /// - `tasks` counts running tasks and submissions not yet decided; drains wait on it.
 /// - `keys` orders keyed submissions.
 /// - `lanes` are the strands tasks run on; cancel_all() sweeps each of them.
-class task_pool_state : public std::enable_shared_from_this<task_pool_state> {
+class task_pool_state : public std::enable_shared_from_this<task_pool_state>,
+                        public shutdown_target {
   public:
     task_pool_state(const asio::any_io_executor& ex, const task_pool_options& options)
         : executor{ex}, slots{ex, options.capacity}, tasks{ex}, keys{ex},
           max_waiting{options.max_waiting}, on_exception{options.on_exception ? options.on_exception
                                                                               : log_task_exception},
+          shutdown{make_task_strand(ex), options.time ? options.time : steady_time()},
           lanes_{make_lanes(ex, options)}
     {
     }
+
+    // The steps of async_shutdown(), on its strand.
+    void stop_intake() override { close(); }
+    wait_group& work() noexcept override { return tasks; }
+    void cancel_work() override
+    {
+        cancelled_at_grace_end_ = running.load(std::memory_order_relaxed);
+        cancel_all();
+    }
+    std::size_t cancelled_work() const noexcept override { return cancelled_at_grace_end_; }
 
     /// The lane the next task runs on, in turn.
     pool_lane& next_lane() noexcept
@@ -176,6 +189,7 @@ class task_pool_state : public std::enable_shared_from_this<task_pool_state> {
     pool_keys keys;
     const std::size_t max_waiting;
     const std::function<void(std::exception_ptr)> on_exception;
+    graceful_shutdown shutdown;
 
     std::atomic<bool> closed{false};
     std::atomic<std::uint64_t> cancel_epoch{0};
@@ -219,6 +233,7 @@ class task_pool_state : public std::enable_shared_from_this<task_pool_state> {
         return lanes;
     }
 
+    std::size_t cancelled_at_grace_end_ = 0; // on the shutdown's strand
     const std::vector<std::unique_ptr<pool_lane>> lanes_;
     std::atomic<std::size_t> next_lane_{0};
 };

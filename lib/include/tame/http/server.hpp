@@ -63,15 +63,19 @@ class server {
     /// Shuts down gracefully: stops accepting (new connections are refused), closes
     /// idle connections, lets requests in flight finish for up to `drain_timeout`
     /// (their connections then close), then cancels the handlers still running and
-    /// waits for them.
+    /// waits for them. The drain period is measured by server_options::time. It is
+    /// the same drain-then-cancel sequence as task_pool::async_shutdown().
     ///
     /// Completion signature: `void(std::size_t cancelled)`, the number of requests
     /// whose handlers had to be cancelled.
     ///
-    /// Cancellation: any type ends the drain period at once, as if it had expired.
+    /// **Cancellation**, terminal or partial, ends the drain period at once, as if
+    /// it had expired; the shutdown still waits for the cancelled handlers. Total
+    /// cancellation is ignored (cancelling handlers is a side effect).
     ///
-    /// The handler runs on its associated executor (by default the io_context's).
-    /// Calling it again, or after stop(), joins the shutdown under way.
+    /// The handler runs on its associated executor (by default the io_context's),
+    /// never inside this call. Calling it again, or after stop(), joins the
+    /// shutdown under way.
     template <class Token>
     auto async_shutdown(std::chrono::steady_clock::duration drain_timeout, Token&& token)
     {

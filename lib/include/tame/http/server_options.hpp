@@ -1,11 +1,14 @@
 #pragma once
 
+#include <tame/time_source.hpp>
+
 #include <boost/asio/ip/tcp.hpp>
 
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -73,6 +76,12 @@ struct server_options {
     /// strands (as task_pool_options::single_threaded). With several threads,
     /// handlers would race.
     bool single_threaded = false;
+
+    /// Where every timeout above and the shutdown's drain period are measured and
+    /// waited for: the steady clock, unless a test gives a tame::manual_time
+    /// (null: the steady clock). Access-log durations and request latencies are
+    /// read from it too.
+    std::shared_ptr<time_source> time = steady_time();
 
     /// Serve `/healthz` and `/metrics` unless the router has its own.
     bool builtin_routes = true;
