@@ -1,8 +1,9 @@
 #pragma once
 
 #include <tame/detail/config.hpp>
-#include <tame/detail/task_group_ops.hpp>
-#include <tame/detail/task_group_state.hpp>
+#include <tame/detail/task_group/join.hpp>
+#include <tame/detail/task_group/spawn.hpp>
+#include <tame/detail/task_group/state.hpp>
 #include <tame/error.hpp>
 #include <tame/on_failure.hpp>
 
@@ -193,7 +194,7 @@ class task_group {
 
     /// True once the group has been cancelled: by cancel(), a cancelled join,
     /// or (on_failure::cancel_group) a failed task.
-    bool cancelled() const noexcept { return state_->cancel.cancelled(); }
+    bool cancelled() const noexcept { return state_->is_cancelled(); }
 
     /// A source emitted when the group is cancelled, for work outside its tasks
     /// that must stop with them: `group.cancellation().bind(token)`.

@@ -2,10 +2,10 @@
 
 #include <tame/detail/config.hpp>
 #include <tame/detail/graceful_shutdown.hpp>
-#include <tame/detail/pool_admission.hpp>
-#include <tame/detail/pool_task.hpp>
-#include <tame/detail/task_pool_ops.hpp>
-#include <tame/detail/task_pool_state.hpp>
+#include <tame/detail/task_pool/admission.hpp>
+#include <tame/detail/task_pool/launch.hpp>
+#include <tame/detail/task_pool/state.hpp>
+#include <tame/detail/task_pool/task.hpp>
 #include <tame/error.hpp>
 #include <tame/keyed.hpp>
 #include <tame/task_pool_options.hpp>
@@ -158,14 +158,14 @@ class task_pool {
     template <pool_task F>
     error_code try_submit(F&& f)
     {
-        return try_start(std::forward<F>(f), nullptr);
+        return detail::try_start_pool_task(*state_, std::forward<F>(f), nullptr);
     }
 
     /// try_submit() with an ordering key.
     template <pool_task F>
     error_code try_submit(const keyed& key, F&& f)
     {
-        return try_start(std::forward<F>(f), &key.key());
+        return detail::try_start_pool_task(*state_, std::forward<F>(f), &key.key());
     }
 
     /// Runs `f` as a task and delivers its outcome: `void(std::exception_ptr,
@@ -276,40 +276,6 @@ class task_pool {
     }
 
   private:
-    template <class F>
-    error_code try_start(F&& given, const std::string* key)
-    {
-        std::decay_t<F> f{std::forward<F>(given)}; // the pool's own copy: a caller's lvalue stays
-        detail::task_pool_state& pool = *state_;
-        if (pool.is_closed()) {
-            pool.rejected.fetch_add(1, std::memory_order_relaxed);
-            return errc::closed;
-        }
-        detail::pool_count count{pool.tasks}; // before the slot: see initiate_pool_task
-        detail::pool_keys::hold hold;
-        permit turn;
-        if (key != nullptr) {
-            hold = pool.keys.join(*key);
-            turn = hold.turn().try_acquire();
-        }
-        permit slot;
-        if (key == nullptr || turn) {
-            slot = pool.slots.try_acquire();
-        }
-        if (!slot) {
-            pool.rejected.fetch_add(1, std::memory_order_relaxed);
-            return errc::pool_overloaded;
-        }
-        detail::no_handler none;
-        if (!detail::launch_pool_task<detail::detached_kind>(pool, none, f, std::move(count),
-                                                             std::move(slot), std::move(turn),
-                                                             std::move(hold), true)) {
-            pool.rejected.fetch_add(1, std::memory_order_relaxed);
-            return errc::closed;
-        }
-        return {};
-    }
-
     struct initiate_shutdown {
         std::shared_ptr<detail::task_pool_state> state;
 

@@ -2,7 +2,7 @@
 
 #include <tame/cancel_source.hpp>
 #include <tame/detail/config.hpp>
-#include <tame/detail/task_strands.hpp>
+#include <tame/detail/task_lane.hpp>
 #include <tame/on_failure.hpp>
 #include <tame/permit.hpp>
 #include <tame/semaphore.hpp>
@@ -13,9 +13,11 @@
 
 #include <atomic>
 #include <cstddef>
+#include <cstdint>
 #include <exception>
 #include <memory>
 #include <mutex>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -53,29 +55,35 @@ class first_failure {
 /// - `slots` admits tasks: one permit per running task (the limit, or as many as
 ///   a semaphore can count when there is none).
 /// - `tasks` counts running tasks and spawns not yet decided; joins wait on it.
-/// - `cancel` reaches every running task; `slots` is closed at the same time,
-///   which fails every spawn waiting for a slot and every later one.
+/// - `lanes` are the strands tasks run on; cancelling the group sweeps them, so
+///   that the cancellation reaches each task on its own strand, from any
+///   thread, even when the group's executor is an io_context run by several.
+/// - `cancel` tells whoever else must stop with the group (with_task_group's
+///   body); `slots` is closed at the same time, which fails every spawn waiting
+///   for a slot and every later one.
 class task_group_state : public std::enable_shared_from_this<task_group_state> {
   public:
     task_group_state(const asio::any_io_executor& ex, std::size_t limit, on_failure policy)
-        : executor{ex}, limit{limit}, policy{policy}, slots{ex, limit == 0
-                                                                    ? async_semaphore::max_capacity
-                                                                    : limit},
-          tasks{ex}, strands_{make_task_strands(ex, 0, limit)}
+        : executor{ex}, limit{limit}, policy{policy},
+          slots{ex, limit == 0 ? async_semaphore::max_capacity : limit}, tasks{ex}, lanes{ex, 0,
+                                                                                          limit,
+                                                                                          false}
     {
     }
 
-    /// Runs `factory()` as a new task on one of the group's strands, holding
-    /// `slot` until it ends. The caller has already counted it in `tasks`.
+    /// Runs `factory()` as a new task on one of the group's lanes, holding
+    /// `slot` until it ends; `epoch` was read before the caller checked that
+    /// the group is not cancelled. The caller has already counted it in `tasks`.
     template <class Factory>
-    void start(Factory&& factory, permit slot);
+    void start(Factory&& factory, permit slot, std::uint64_t epoch);
 
     /// Starts `factory()` at once if a slot is free and the group has not been
     /// cancelled; moves from `factory` only then. True if the task was started.
     template <class Factory>
     bool try_start(Factory&& factory)
     {
-        if (cancel.cancelled()) {
+        const std::uint64_t epoch = lanes.epoch();
+        if (is_cancelled()) {
             return false;
         }
         permit slot = slots.try_acquire();
@@ -83,20 +91,18 @@ class task_group_state : public std::enable_shared_from_this<task_group_state> {
             return false;
         }
         tasks.add();
-        start(std::forward<Factory>(factory), std::move(slot));
+        start(std::forward<Factory>(factory), std::move(slot), epoch);
         return true;
     }
 
-    /// Where the next task runs: one of the group's strands, in turn.
-    const asio::any_io_executor& task_executor() noexcept
-    {
-        const std::size_t turn = next_strand_.fetch_add(1, std::memory_order_relaxed);
-        return strands_[turn % strands_.size()];
-    }
+    /// Whether the group has been cancelled. seq_cst: see task_lanes::epoch().
+    bool is_cancelled() const noexcept { return cancelled_.load(std::memory_order_seq_cst); }
 
     /// Cancels the running tasks and fails the spawns, waiting or to come.
     void cancel_all()
     {
+        cancelled_.store(true, std::memory_order_seq_cst);
+        lanes.cancel_all(shared_from_this());
         cancel.emit();
         slots.close();
     }
@@ -128,31 +134,28 @@ class task_group_state : public std::enable_shared_from_this<task_group_state> {
     cancel_source cancel;
     const std::shared_ptr<first_failure> failure = std::make_shared<first_failure>();
     std::atomic<std::size_t> running{0};
+    task_lanes lanes;
 
   private:
-    /// The strands tasks run on. The group emits cancellation into a task from
-    /// any thread, and that must reach the coroutine on the strand it runs on,
-    /// even when the group's executor is an io_context run by several threads.
-    const std::vector<asio::any_io_executor> strands_;
-    std::atomic<std::size_t> next_strand_{0};
+    std::atomic<bool> cancelled_{false};
 };
 
 /// The completion of a task's coroutine: records how it ended, then gives back
 /// its slot and its count, in that order, so that a failure cancels the group
 /// before a waiting spawn can take the slot and start another task.
 ///
-/// It runs, and receives the group's cancellation, on the task's strand.
+/// It gives the task's cancellation slot (its lane record's signal), and names
+/// no executor: co_spawn runs it on the task's strand, where the coroutine
+/// ends, and delivers the group's cancellation straight into the coroutine.
 class task_completion {
   public:
-    using executor_type = asio::any_io_executor;
+    using cancellation_slot_type = asio::cancellation_slot;
 
-    task_completion(std::shared_ptr<task_group_state> state, permit slot,
-                    const executor_type& strand) noexcept
-        : state_{std::move(state)}, slot_{std::move(slot)}, strand_{strand}
+    task_completion(std::shared_ptr<task_group_state> state, permit slot, task_lane& lane,
+                    lane_task& task) noexcept
+        : state_{std::move(state)}, slot_{std::move(slot)}, lane_{&lane}, task_{&task}
     {
     }
-
-    executor_type get_executor() const noexcept { return strand_; }
 
     task_completion(task_completion&&) noexcept = default;
     task_completion& operator=(task_completion&&) = delete;
@@ -166,6 +169,8 @@ class task_completion {
         }
     }
 
+    cancellation_slot_type get_cancellation_slot() const noexcept { return task_->signal.slot(); }
+
     void operator()(std::exception_ptr e) noexcept { end(std::move(e)); }
 
   private:
@@ -174,21 +179,37 @@ class task_completion {
         auto state = std::move(state_);
         state->task_ended(std::move(e));
         slot_.release();
+        lane_->finish(*task_);
         state->tasks.done();
     }
 
     std::shared_ptr<task_group_state> state_;
     permit slot_;
-    executor_type strand_;
+    task_lane* lane_;
+    lane_task* task_;
 };
 
 template <class Factory>
-void task_group_state::start(Factory&& factory, permit slot)
+void task_group_state::start(Factory&& factory, permit slot, std::uint64_t epoch)
 {
+    using factory_type = std::decay_t<Factory>;
     running.fetch_add(1, std::memory_order_relaxed);
-    const asio::any_io_executor& strand = task_executor();
-    asio::co_spawn(strand, std::forward<Factory>(factory),
-                   cancel.bind(task_completion{shared_from_this(), std::move(slot), strand}));
+    task_lane& lane = lanes.next();
+    lane_task* task = task_lane::make_task(epoch);
+    // The task is linked to its lane when co_spawn returns, or throws.
+    struct link_on_exit {
+        task_group_state& state;
+        task_lane& lane;
+        lane_task& task;
+        ~link_on_exit() { state.lanes.link(lane, task, state.shared_from_this()); }
+    } link{*this, lane, *task};
+    // A spawned task always runs: cancelled before its first step, it is
+    // cancelled at its first await, as a running task is.
+    using start_type = lane_task_start<factory_type, no_start, early_cancel::at_first_await>;
+    asio::co_spawn(
+        lane.strand(),
+        start_type{std::forward<Factory>(factory), no_start{}, lane, *task, shared_from_this()},
+        task_completion{shared_from_this(), std::move(slot), lane, *task});
 }
 
 } // namespace tame::detail

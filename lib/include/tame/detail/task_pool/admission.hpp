@@ -1,11 +1,11 @@
 #pragma once
 
 #include <tame/detail/config.hpp>
-#include <tame/detail/pool_keys.hpp>
-#include <tame/detail/pool_task.hpp>
 #include <tame/detail/signalled_handler.hpp>
-#include <tame/detail/task_pool_ops.hpp>
-#include <tame/detail/task_pool_state.hpp>
+#include <tame/detail/task_pool/keys.hpp>
+#include <tame/detail/task_pool/launch.hpp>
+#include <tame/detail/task_pool/state.hpp>
+#include <tame/detail/task_pool/task.hpp>
 #include <tame/error.hpp>
 #include <tame/permit.hpp>
 

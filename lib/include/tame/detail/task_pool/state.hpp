@@ -3,17 +3,15 @@
 #include <tame/detail/config.hpp>
 #include <tame/detail/graceful_shutdown.hpp>
 #include <tame/detail/operation_aborted.hpp>
-#include <tame/detail/pool_keys.hpp>
-#include <tame/detail/pool_lane.hpp>
+#include <tame/detail/task_lane.hpp>
+#include <tame/detail/task_pool/keys.hpp>
 #include <tame/detail/task_strands.hpp>
 #include <tame/semaphore.hpp>
 #include <tame/task_pool_options.hpp>
+#include <tame/time_source.hpp>
 #include <tame/wait_group.hpp>
 
 #include <boost/asio/any_io_executor.hpp>
-#include <boost/asio/error.hpp>
-#include <boost/asio/post.hpp>
-#include <boost/system/system_error.hpp>
 
 #include <atomic>
 #include <cstddef>
@@ -22,7 +20,6 @@
 #include <functional>
 #include <memory>
 #include <utility>
-#include <vector>
 
 namespace tame::detail {
 
@@ -59,6 +56,7 @@ class pool_count {
 /// - `tasks` counts running tasks and submissions not yet decided; drains wait on it.
 /// - `keys` orders keyed submissions.
 /// - `lanes` are the strands tasks run on; cancel_all() sweeps each of them.
+/// - `shutdown` runs async_shutdown(), whose steps are the overrides below.
 class task_pool_state : public std::enable_shared_from_this<task_pool_state>,
                         public shutdown_target {
   public:
@@ -67,25 +65,8 @@ class task_pool_state : public std::enable_shared_from_this<task_pool_state>,
           max_waiting{options.max_waiting}, on_exception{options.on_exception ? options.on_exception
                                                                               : log_task_exception},
           shutdown{make_task_strand(ex), options.time ? options.time : steady_time()},
-          lanes_{make_lanes(ex, options)}
+          lanes{ex, options.strands, options.capacity, options.single_threaded}
     {
-    }
-
-    // The steps of async_shutdown(), on its strand.
-    void stop_intake() override { close(); }
-    wait_group& work() noexcept override { return tasks; }
-    void cancel_work() override
-    {
-        cancelled_at_grace_end_ = running.load(std::memory_order_relaxed);
-        cancel_all();
-    }
-    std::size_t cancelled_work() const noexcept override { return cancelled_at_grace_end_; }
-
-    /// The lane the next task runs on, in turn.
-    pool_lane& next_lane() noexcept
-    {
-        const std::size_t turn = next_lane_.fetch_add(1, std::memory_order_relaxed);
-        return *lanes_[turn % lanes_.size()];
     }
 
     /// A submitter is about to wait; false (and counted as rejected) when
@@ -107,7 +88,7 @@ class task_pool_state : public std::enable_shared_from_this<task_pool_state>,
     /// Refuses new work, and fails the submitters that wait.
     void close() noexcept
     {
-        // seq_cst with cancel_epoch: see launch_pool_task.
+        // seq_cst with the lanes' epoch: see task_lanes::epoch().
         closed.store(true, std::memory_order_seq_cst);
         slots.close();
         keys.close();
@@ -116,30 +97,7 @@ class task_pool_state : public std::enable_shared_from_this<task_pool_state>,
     bool is_closed() const noexcept { return closed.load(std::memory_order_seq_cst); }
 
     /// Cancels every task started before this call, on its own strand.
-    void cancel_all()
-    {
-        const std::uint64_t epoch = cancel_epoch.fetch_add(1, std::memory_order_seq_cst) + 1;
-        for (const auto& lane : lanes_) {
-            post_sweep(*lane, epoch);
-        }
-    }
-
-    /// The starter's last step (see pool_lane::link).
-    void link(pool_lane& lane, pool_task_record& task)
-    {
-        if (const std::uint64_t missed = lane.link(task)) {
-            post_sweep(lane, missed);
-        }
-    }
-
-    /// Cancels one task from any thread (a cancelled async_run), on its strand.
-    void cancel_one(pool_lane& lane, pool_task_record& task, asio::cancellation_type type)
-    {
-        if (!lane.retain(task)) {
-            return; // it has ended
-        }
-        lane.post(posted_cancel{shared_from_this(), pool_lane::reference{lane, task}, type});
-    }
+    void cancel_all() { lanes.cancel_all(shared_from_this()); }
 
     void task_started() noexcept
     {
@@ -183,6 +141,16 @@ class task_pool_state : public std::enable_shared_from_this<task_pool_state>,
         return s;
     }
 
+    // The steps of async_shutdown(), on its strand.
+    void stop_intake() override { close(); }
+    wait_group& work() noexcept override { return tasks; }
+    void cancel_work() override
+    {
+        cancelled_at_grace_end_ = running.load(std::memory_order_relaxed);
+        cancel_all();
+    }
+    std::size_t cancelled_work() const noexcept override { return cancelled_at_grace_end_; }
+
     const asio::any_io_executor executor;
     async_semaphore slots;
     wait_group tasks;
@@ -190,9 +158,9 @@ class task_pool_state : public std::enable_shared_from_this<task_pool_state>,
     const std::size_t max_waiting;
     const std::function<void(std::exception_ptr)> on_exception;
     graceful_shutdown shutdown;
+    task_lanes lanes;
 
     std::atomic<bool> closed{false};
-    std::atomic<std::uint64_t> cancel_epoch{0};
     std::atomic<std::size_t> running{0};
     std::atomic<std::size_t> waiting{0};
     std::atomic<std::uint64_t> submitted{0};
@@ -202,40 +170,7 @@ class task_pool_state : public std::enable_shared_from_this<task_pool_state>,
     std::atomic<std::uint64_t> rejected{0};
 
   private:
-    /// cancel_one's work on the strand. The reference is a member declared after
-    /// the state, so that it is given back while the lane still exists.
-    struct posted_cancel {
-        std::shared_ptr<task_pool_state> state;
-        pool_lane::reference held;
-        asio::cancellation_type type;
-
-        void operator()() const { pool_lane::cancel(held.task(), type); }
-    };
-
-    void post_sweep(pool_lane& lane, std::uint64_t epoch)
-    {
-        lane.post([self = shared_from_this(), &lane, epoch] { lane.sweep(epoch); });
-    }
-
-    /// The lanes: on the executor itself when one thread runs it, else on the
-    /// strands make_task_strands() picks.
-    static std::vector<std::unique_ptr<pool_lane>> make_lanes(const asio::any_io_executor& ex,
-                                                              const task_pool_options& options)
-    {
-        const std::vector<asio::any_io_executor> strands =
-            options.single_threaded ? std::vector<asio::any_io_executor>{ex}
-                                    : make_task_strands(ex, options.strands, options.capacity);
-        std::vector<std::unique_ptr<pool_lane>> lanes;
-        lanes.reserve(strands.size());
-        for (const auto& strand : strands) {
-            lanes.push_back(std::make_unique<pool_lane>(strand));
-        }
-        return lanes;
-    }
-
     std::size_t cancelled_at_grace_end_ = 0; // on the shutdown's strand
-    const std::vector<std::unique_ptr<pool_lane>> lanes_;
-    std::atomic<std::size_t> next_lane_{0};
 };
 
 } // namespace tame::detail

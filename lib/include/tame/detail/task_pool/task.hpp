@@ -1,16 +1,13 @@
 #pragma once
 
 #include <tame/detail/config.hpp>
-#include <tame/detail/pool_keys.hpp>
-#include <tame/detail/pool_lane.hpp>
-#include <tame/detail/task_pool_state.hpp>
+#include <tame/detail/task_lane.hpp>
+#include <tame/detail/task_pool/keys.hpp>
+#include <tame/detail/task_pool/state.hpp>
 #include <tame/permit.hpp>
 
-#include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/cancellation_signal.hpp>
-#include <boost/asio/error.hpp>
-#include <boost/system/system_error.hpp>
 
 #include <exception>
 #include <memory>
@@ -36,38 +33,15 @@ struct pool_result<asio::awaitable<T, Executor>> {
 template <class F>
 using pool_result_of = pool_result<std::invoke_result_t<std::decay_t<F>&>>;
 
-/// The task an async_* call is starting on this thread right now, if any:
-/// its handlers, when the task runs inline (co_spawn from inside the task's
-/// strand runs it up to its first suspension), must be posted, not run in the
-/// initiating call.
-inline thread_local const void* pool_initiating = nullptr;
-
-/// Marks the task being started by an initiating function, for its scope.
-class initiating_scope {
-  public:
-    initiating_scope(bool initiating, const void* task) noexcept : saved_{pool_initiating}
-    {
-        if (initiating) {
-            pool_initiating = task;
-        }
-    }
-    initiating_scope(const initiating_scope&) = delete;
-    initiating_scope& operator=(const initiating_scope&) = delete;
-    ~initiating_scope() { pool_initiating = saved_; }
-
-  private:
-    const void* saved_;
-};
-
 /// A running task's hold on the pool: its slot, its key's turn, its count in
-/// `tasks`, and its record. Ended once: by the task, or by its destruction
+/// `tasks`, and its lane record. Ended once: by the task, or by its destruction
 /// when the task never ran (its io_context was destroyed).
 class pool_ticket {
   public:
     pool_ticket(std::shared_ptr<task_pool_state> state, pool_count count, permit slot, permit turn,
-                pool_keys::hold key, pool_lane& lane, pool_task_record* record) noexcept
+                pool_keys::hold key, task_lane& lane, lane_task* task) noexcept
         : state_{std::move(state)}, count_{std::move(count)}, slot_{std::move(slot)},
-          turn_{std::move(turn)}, key_{std::move(key)}, lane_{&lane}, record_{record}
+          turn_{std::move(turn)}, key_{std::move(key)}, lane_{&lane}, task_{task}
     {
     }
 
@@ -83,13 +57,13 @@ class pool_ticket {
         }
     }
 
-    pool_task_record* record() const noexcept { return record_; }
+    lane_task* task() const noexcept { return task_; }
 
     /// The task ended with `e`. Its slot goes back only after the counters are
     /// updated, so that `running` never exceeds the capacity.
     void end(const std::exception_ptr& e, bool report) noexcept
     {
-        const bool cancelled = record_ != nullptr && record_->cancelled;
+        const bool cancelled = task_ != nullptr && task_->cancelled;
         state_->task_ended(e, cancelled, report);
         give_back();
     }
@@ -108,8 +82,8 @@ class pool_ticket {
         slot_.release();
         turn_.release();
         key_.reset();
-        if (record_ != nullptr) {
-            lane_->finish(*record_);
+        if (task_ != nullptr) {
+            lane_->finish(*task_);
         }
         count_.reset(); // last: a drain may complete now
     }
@@ -119,38 +93,12 @@ class pool_ticket {
     permit slot_;
     permit turn_;
     pool_keys::hold key_;
-    pool_lane* lane_;
-    pool_task_record* record_; // null for a plain callable
-};
-
-/// The function co_spawn calls, on the task's strand, to begin a coroutine
-/// task: it tells the submitter the task has started, then makes the
-/// coroutine, unless the task was cancelled before it could begin.
-template <class Factory, class Starter>
-class pool_coroutine_start {
-  public:
-    pool_coroutine_start(Factory factory, Starter starter, pool_task_record& record) noexcept
-        : factory_{std::move(factory)}, starter_{std::move(starter)}, record_{&record}
-    {
-    }
-
-    auto operator()()
-    {
-        starter_.started(pool_initiating == record_);
-        if (!pool_lane::begin(*record_)) {
-            throw boost::system::system_error{asio::error::operation_aborted};
-        }
-        return factory_();
-    }
-
-  private:
-    Factory factory_;
-    Starter starter_;
-    pool_task_record* record_;
+    task_lane* lane_;
+    lane_task* task_; // null for a plain callable
 };
 
 /// The completion handler of a coroutine task's co_spawn: gives the task's
-/// cancellation slot (its record's signal).
+/// cancellation slot (its lane record's signal).
 ///
 /// It names no executor: co_spawn then runs it on the task's strand, where the
 /// coroutine ends, and delivers the cancellation straight into the coroutine
@@ -168,12 +116,12 @@ class pool_coroutine_end {
 
     cancellation_slot_type get_cancellation_slot() const noexcept
     {
-        return ticket_.record()->signal.slot();
+        return ticket_.task()->signal.slot();
     }
 
     void operator()(std::exception_ptr e, Result... result)
     {
-        const bool inline_start = pool_initiating == ticket_.record();
+        const bool inline_start = initiating_task == ticket_.task();
         ticket_.end(e, Ending::reports_exceptions);
         ending_.finished(inline_start, std::move(e), std::move(result)...);
     }
@@ -228,12 +176,8 @@ class pool_plain_task {
     pool_ticket ticket_;
 };
 
-/// Starter and Ending for a task nobody waits for (try_submit), or the half of
-/// an operation that has nothing to say at that point.
-struct no_start {
-    void started(bool) noexcept {}
-};
-
+/// The Ending of a task nobody waits for (try_submit, async_submit): its
+/// exception goes to on_exception.
 struct no_ending {
     static constexpr bool reports_exceptions = true;
     template <class... Args>
