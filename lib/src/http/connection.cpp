@@ -4,9 +4,7 @@
 #include <tame/http/json.hpp>
 
 #include <boost/asio/as_tuple.hpp>
-#include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/bind_executor.hpp>
-#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -52,7 +50,7 @@ const boost::system::error_category& beast_http_category()
 connection::connection(std::shared_ptr<server_state> server, asio::ip::tcp::socket socket,
                        asio::any_io_executor executor, permit slot)
     : server_{std::move(server)}, socket_{std::move(socket)}, executor_{std::move(executor)},
-      slot_{std::move(slot)}, deadline_{no_deadline}
+      slot_{std::move(slot)}, deadline_{no_deadline}, lane_{executor_}
 {
     error_code ec;
     peer_ = socket_.remote_endpoint(ec);
@@ -493,11 +491,11 @@ void connection::stop_watching()
 
 bool connection::cancel_handler(cancel_reason why)
 {
-    if (handler_done_ || context_ == nullptr || context_->is_cancelled()) {
+    if (handler_done_ || context_ == nullptr || task_ == nullptr || context_->is_cancelled()) {
         return false;
     }
     context_->mark_cancelled(why);
-    signal_.emit(asio::cancellation_type::terminal);
+    tame::detail::task_lane::cancel(*task_, asio::cancellation_type::terminal);
     return true;
 }
 

@@ -6,12 +6,12 @@
 
 #include "server_state.hpp"
 
+#include <tame/detail/task_lane.hpp>
 #include <tame/http/message.hpp>
 #include <tame/http/request_context.hpp>
 #include <tame/permit.hpp>
 
 #include <boost/asio/awaitable.hpp>
-#include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http/parser.hpp>
@@ -66,8 +66,18 @@ class connection : public std::enable_shared_from_this<connection> {
     /// The connection's strand (or, single-threaded, the io_context's executor).
     const asio::any_io_executor& executor() const noexcept { return executor_; }
 
-    /// The slot run()'s co_spawn is bound to: emitting into it cancels the handler.
-    asio::cancellation_slot cancellation_slot() noexcept { return signal_.slot(); }
+    /// Runs run() as the one task of the connection's own lane (cancellable on
+    /// its strand, see cancel_handler()); `end(std::exception_ptr)` runs on the
+    /// strand once it has ended. Once, right after register_with_server().
+    template <class End>
+    void start(End end)
+    {
+        auto self = shared_from_this();
+        task_ = &tame::detail::spawn_on_lane<tame::detail::early_cancel::at_first_await>(
+            lane_, 0, [self] { return self->run(); }, std::move(end),
+            [](tame::detail::task_lane& lane, tame::detail::lane_task& task) { lane.link(task); },
+            self);
+    }
 
     // Called on the strand:
     /// The deadline may have passed: close the connection, or cancel the handler.
@@ -132,14 +142,15 @@ class connection : public std::enable_shared_from_this<connection> {
     bool draining_ = false;
     bool client_gone_ = false;
     // The running handler: its context, and whether it has returned. It runs in
-    // run()'s coroutine, whose co_spawn is bound to signal_; the signal outlives
-    // that coroutine, as Asio 1.81's co_spawn needs, and emits are guarded by
-    // handler_done_.
+    // run()'s coroutine, the task of lane_ whose record task_ is (valid while
+    // run() runs): cancelling the handler is cancelling that task, which
+    // cancel_handler() does only while handler_done_ is false.
     request_context* context_ = nullptr;
     bool handler_done_ = true;
     bool watching_ = false;
     std::uint64_t request_count_ = 0;
-    asio::cancellation_signal signal_;
+    tame::detail::task_lane lane_;
+    tame::detail::lane_task* task_ = nullptr;
 };
 
 } // namespace tame::http::detail

@@ -183,25 +183,18 @@ asio::awaitable<void> server_state::accept_loop()
         // Counted from here to the end of run(), not to the object's destruction,
         // which late references (a queued watch, a sweep) may delay.
         metrics.add_connection(1);
-        asio::co_spawn(
-            executor, c->run(),
-            asio::bind_cancellation_slot(
-                c->cancellation_slot(),
-                asio::bind_executor(
-                    executor, [c, self, counted = active_scope{self}](std::exception_ptr ep) {
-                        if (ep) {
-                            try {
-                                std::rethrow_exception(ep);
-                            } catch (const std::exception& e) {
-                                std::fprintf(stderr, "tame::http: a connection ended with: %s\n",
-                                             e.what());
-                            } catch (...) {
-                                std::fputs("tame::http: a connection ended with an exception\n",
-                                           stderr);
-                            }
-                        }
-                        self->metrics.add_connection(-1);
-                    })));
+        c->start([c, self, counted = active_scope{self}](std::exception_ptr ep) {
+            if (ep) {
+                try {
+                    std::rethrow_exception(ep);
+                } catch (const std::exception& e) {
+                    std::fprintf(stderr, "tame::http: a connection ended with: %s\n", e.what());
+                } catch (...) {
+                    std::fputs("tame::http: a connection ended with an exception\n", stderr);
+                }
+            }
+            self->metrics.add_connection(-1);
+        });
     }
 }
 

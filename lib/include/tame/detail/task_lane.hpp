@@ -8,6 +8,7 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/cancellation_type.hpp>
+#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/error.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
@@ -17,6 +18,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <exception>
 #include <memory>
 #include <mutex>
 #include <new>
@@ -428,5 +430,77 @@ class lane_task_start {
 struct no_start {
     void started(bool) noexcept {}
 };
+
+/// The completion handler of a lane task's co_spawn, for a task whose end
+/// needs only `End`, a `void(std::exception_ptr)` callable: it gives the
+/// record's signal as the coroutine's cancellation slot, and finishes the
+/// record before calling `End`. Destroyed uncalled (its io_context was
+/// destroyed with the task in it), it finishes the record all the same.
+///
+/// It names no executor: co_spawn runs it on the task's strand, where the
+/// coroutine ends, and delivers each emission straight into the coroutine.
+template <class End>
+class lane_task_end {
+  public:
+    using cancellation_slot_type = asio::cancellation_slot;
+
+    lane_task_end(task_lane& lane, lane_task& task, End end) noexcept
+        : lane_{&lane}, task_{&task}, end_{std::move(end)}
+    {
+    }
+
+    lane_task_end(lane_task_end&& other) noexcept
+        : lane_{other.lane_}, task_{std::exchange(other.task_, nullptr)}, end_{
+                                                                              std::move(other.end_)}
+    {
+    }
+    lane_task_end& operator=(lane_task_end&&) = delete;
+
+    ~lane_task_end()
+    {
+        if (task_ != nullptr) {
+            lane_->finish(*task_);
+        }
+    }
+
+    cancellation_slot_type get_cancellation_slot() const noexcept { return task_->signal.slot(); }
+
+    void operator()(std::exception_ptr e)
+    {
+        lane_->finish(*std::exchange(task_, nullptr));
+        std::move(end_)(std::move(e));
+    }
+
+  private:
+    task_lane* lane_;
+    lane_task* task_;
+    End end_;
+};
+
+/// Starts `factory()` (a coroutine) on `lane` as a task cancellable from any
+/// thread, cancelled before its first step as `Early` says; `end(e)` runs on
+/// the strand when it ends. `epoch` is the lane set's, read before the caller
+/// checked that it may start. `link(lane, task)` is called once co_spawn has
+/// returned (or thrown): task_lanes::link, or task_lane::link for a lane of
+/// its own. Returns the task's record, which stays valid until it has ended.
+template <early_cancel Early, class Factory, class End, class Link>
+lane_task& spawn_on_lane(
+    task_lane& lane, std::uint64_t epoch, Factory&& factory, End&& end, Link link,
+    typename lane_task_start<std::decay_t<Factory>, no_start, Early>::owner_type owner = {})
+{
+    lane_task* task = task_lane::make_task(epoch);
+    struct link_on_exit {
+        Link& link;
+        task_lane& lane;
+        lane_task& task;
+        ~link_on_exit() { link(lane, task); }
+    } linking{link, lane, *task};
+    using start_type = lane_task_start<std::decay_t<Factory>, no_start, Early>;
+    asio::co_spawn(
+        lane.strand(),
+        start_type{std::forward<Factory>(factory), no_start{}, lane, *task, std::move(owner)},
+        lane_task_end<std::decay_t<End>>{lane, *task, std::forward<End>(end)});
+    return *task;
+}
 
 } // namespace tame::detail

@@ -140,36 +140,28 @@ class task_group_state : public std::enable_shared_from_this<task_group_state> {
     std::atomic<bool> cancelled_{false};
 };
 
-/// The completion of a task's coroutine: records how it ended, then gives back
-/// its slot and its count, in that order, so that a failure cancels the group
-/// before a waiting spawn can take the slot and start another task.
-///
-/// It gives the task's cancellation slot (its lane record's signal), and names
-/// no executor: co_spawn runs it on the task's strand, where the coroutine
-/// ends, and delivers the group's cancellation straight into the coroutine.
-class task_completion {
+/// How a task of the group ends: records how, then gives back its slot and
+/// its count, in that order, so that a failure cancels the group before a
+/// waiting spawn can take the slot and start another task. Runs on the task's
+/// strand (see lane_task_end).
+class task_ending {
   public:
-    using cancellation_slot_type = asio::cancellation_slot;
-
-    task_completion(std::shared_ptr<task_group_state> state, permit slot, task_lane& lane,
-                    lane_task& task) noexcept
-        : state_{std::move(state)}, slot_{std::move(slot)}, lane_{&lane}, task_{&task}
+    task_ending(std::shared_ptr<task_group_state> state, permit slot) noexcept
+        : state_{std::move(state)}, slot_{std::move(slot)}
     {
     }
 
-    task_completion(task_completion&&) noexcept = default;
-    task_completion& operator=(task_completion&&) = delete;
+    task_ending(task_ending&&) noexcept = default;
+    task_ending& operator=(task_ending&&) = delete;
 
     /// Destroyed uncalled (co_spawn threw, or the io_context was destroyed with
     /// the task in it): the task counts as ended, without a failure.
-    ~task_completion()
+    ~task_ending()
     {
         if (state_) {
             end(nullptr);
         }
     }
-
-    cancellation_slot_type get_cancellation_slot() const noexcept { return task_->signal.slot(); }
 
     void operator()(std::exception_ptr e) noexcept { end(std::move(e)); }
 
@@ -179,37 +171,24 @@ class task_completion {
         auto state = std::move(state_);
         state->task_ended(std::move(e));
         slot_.release();
-        lane_->finish(*task_);
         state->tasks.done();
     }
 
     std::shared_ptr<task_group_state> state_;
     permit slot_;
-    task_lane* lane_;
-    lane_task* task_;
 };
 
 template <class Factory>
 void task_group_state::start(Factory&& factory, permit slot, std::uint64_t epoch)
 {
-    using factory_type = std::decay_t<Factory>;
     running.fetch_add(1, std::memory_order_relaxed);
-    task_lane& lane = lanes.next();
-    lane_task* task = task_lane::make_task(epoch);
-    // The task is linked to its lane when co_spawn returns, or throws.
-    struct link_on_exit {
-        task_group_state& state;
-        task_lane& lane;
-        lane_task& task;
-        ~link_on_exit() { state.lanes.link(lane, task, state.shared_from_this()); }
-    } link{*this, lane, *task};
+    auto self = shared_from_this();
     // A spawned task always runs: cancelled before its first step, it is
     // cancelled at its first await, as a running task is.
-    using start_type = lane_task_start<factory_type, no_start, early_cancel::at_first_await>;
-    asio::co_spawn(
-        lane.strand(),
-        start_type{std::forward<Factory>(factory), no_start{}, lane, *task, shared_from_this()},
-        task_completion{shared_from_this(), std::move(slot), lane, *task});
+    spawn_on_lane<early_cancel::at_first_await>(
+        lanes.next(), epoch, std::forward<Factory>(factory), task_ending{self, std::move(slot)},
+        [this](task_lane& lane, lane_task& task) { lanes.link(lane, task, shared_from_this()); },
+        self);
 }
 
 } // namespace tame::detail
