@@ -3,7 +3,7 @@
 // upstream sees its caller close the connection, and the service goes on.
 #include "hosted_service.hpp"
 
-#include "samples/diagnose.hpp"
+#include "diagnose/service.hpp"
 
 #include <tame/http/client.hpp>
 

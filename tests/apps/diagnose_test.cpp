@@ -1,6 +1,6 @@
 #include "hosted_service.hpp"
 
-#include "samples/diagnose.hpp"
+#include "diagnose/service.hpp"
 
 #include <tame/http/json.hpp>
 #include <tame/http/request_context.hpp>

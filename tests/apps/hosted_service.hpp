@@ -4,7 +4,7 @@
 // service_host on 127.0.0.1 with an ephemeral port, and a client that sends one
 // request and reads its answer as JSON, every wait bounded.
 
-#include "samples/service_host.hpp"
+#include "common/service_host.hpp"
 
 #include <tame_test/http_harness.hpp>
 

@@ -1,6 +1,6 @@
 #include "hosted_service.hpp"
 
-#include "samples/report_api.hpp"
+#include "report_api/service.hpp"
 
 #include <catch2/catch.hpp>
 

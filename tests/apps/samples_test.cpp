@@ -1,9 +1,9 @@
 #include "hosted_service.hpp"
 
-#include "samples/app_options.hpp"
-#include "samples/diagnose.hpp"
-#include "samples/report_api.hpp"
-#include "samples/sync_data.hpp"
+#include "common/app_options.hpp"
+#include "diagnose/service.hpp"
+#include "report_api/service.hpp"
+#include "sync_data/service.hpp"
 
 #include <tame_test/prometheus_text.hpp>
 

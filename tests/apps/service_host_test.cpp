@@ -1,7 +1,7 @@
 #include "hosted_service.hpp"
 
-#include "samples/report_api.hpp"
-#include "samples/sync_data.hpp"
+#include "report_api/service.hpp"
+#include "sync_data/service.hpp"
 
 #include <catch2/catch.hpp>
 

@@ -1,6 +1,6 @@
 #include "hosted_service.hpp"
 
-#include "samples/sync_data.hpp"
+#include "sync_data/service.hpp"
 
 #include <catch2/catch.hpp>
 

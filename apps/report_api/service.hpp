@@ -1,6 +1,6 @@
 #pragma once
 
-#include "sample_service.hpp"
+#include "common/sample_service.hpp"
 
 #include <tame/task_pool.hpp>
 

@@ -1,8 +1,8 @@
-#include "sync_data.hpp"
+#include "sync_data/service.hpp"
 
-#include "app_options.hpp"
-#include "elapsed.hpp"
-#include "query_args.hpp"
+#include "common/app_options.hpp"
+#include "common/elapsed.hpp"
+#include "sync_data/query_args.hpp"
 
 #include <tame/http/json.hpp>
 #include <tame/http/metrics.hpp>

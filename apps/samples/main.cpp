@@ -1,10 +1,10 @@
 // tame-samples: the three sample services on one port (the README's run
 // command).
-#include "samples/diagnose.hpp"
-#include "samples/report_api.hpp"
-#include "samples/service_host.hpp"
+#include "common/service_host.hpp"
+#include "diagnose/service.hpp"
+#include "report_api/service.hpp"
+#include "sync_data/service.hpp"
 
-#include "samples/sync_data.hpp"
 #include <iostream>
 
 int main(int argc, char** argv)

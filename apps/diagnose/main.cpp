@@ -1,7 +1,7 @@
 // tame-diagnose: GET /diagnose calls a slow upstream under a deadline that
 // really stops the call.
-#include "samples/diagnose.hpp"
-#include "samples/service_host.hpp"
+#include "common/service_host.hpp"
+#include "diagnose/service.hpp"
 
 #include <iostream>
 

@@ -1,6 +1,6 @@
-#include "diagnose.hpp"
+#include "diagnose/service.hpp"
 
-#include "app_options.hpp"
+#include "common/app_options.hpp"
 
 #include <tame/deadline.hpp>
 #include <tame/error.hpp>

@@ -1,6 +1,6 @@
 #pragma once
 
-#include "sample_service.hpp"
+#include "common/sample_service.hpp"
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/program_options/options_description.hpp>

@@ -1,7 +1,7 @@
 #pragma once
 
-#include "sample_service.hpp"
-#include "sync_jobs.hpp"
+#include "common/sample_service.hpp"
+#include "sync_data/sync_jobs.hpp"
 
 #include <tame/cancel_source.hpp>
 #include <tame/semaphore.hpp>

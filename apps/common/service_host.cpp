@@ -1,4 +1,4 @@
-#include "service_host.hpp"
+#include "common/service_host.hpp"
 
 #include <tame/http/signals.hpp>
 

@@ -1,7 +1,7 @@
 #pragma once
 
-#include "app_options.hpp"
-#include "sample_service.hpp"
+#include "common/app_options.hpp"
+#include "common/sample_service.hpp"
 
 #include <tame/http/server.hpp>
 

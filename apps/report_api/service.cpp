@@ -1,7 +1,7 @@
-#include "report_api.hpp"
+#include "report_api/service.hpp"
 
-#include "app_options.hpp"
-#include "elapsed.hpp"
+#include "common/app_options.hpp"
+#include "common/elapsed.hpp"
 
 #include <tame/cancel_source.hpp>
 #include <tame/error.hpp>
