@@ -95,7 +95,7 @@ std::optional<int> parse(std::vector<const char*> args,
 
 } // namespace
 
-TEST_CASE("one server serves the three services, health and metrics")
+TEST_CASE("one server serves the three services, health and metrics", "[apps][samples]")
 {
     all_services all;
     auto sync = call(all.port(), "POST", "/sync-data");
@@ -126,7 +126,7 @@ TEST_CASE("one server serves the three services, health and metrics")
     }
 }
 
-TEST_CASE("the common flags parse into the app's options")
+TEST_CASE("the common flags parse into the app's options", "[apps][samples]")
 {
     samples::app_options app;
     auto flags = samples::describe_app_options("test", app);
@@ -144,7 +144,7 @@ TEST_CASE("the common flags parse into the app's options")
     CHECK_FALSE(server.access_log);
 }
 
-TEST_CASE("each service's flags parse into its options")
+TEST_CASE("each service's flags parse into its options", "[apps][samples]")
 {
     all_flags all;
     REQUIRE_FALSE(parse({"app",
@@ -181,7 +181,7 @@ TEST_CASE("each service's flags parse into its options")
     CHECK(all.diagnose.deadline == 500ms);
 }
 
-TEST_CASE("help exits with 0 and bad flags exit with 2")
+TEST_CASE("help exits with 0 and bad flags exit with 2", "[apps][samples]")
 {
     const std::vector<std::vector<const char*>> bad{
         {"app", "--bogus"},          {"app", "--port", "70000"},
@@ -201,7 +201,7 @@ TEST_CASE("help exits with 0 and bad flags exit with 2")
     CHECK(parse({"app", "--help"}, all.flags) == 0);
 }
 
-TEST_CASE("a default batch outside the query limits is refused at start")
+TEST_CASE("a default batch outside the query limits is refused at start", "[apps][samples]")
 {
     samples::sync_data_options options;
     options.tasks = 10;

@@ -194,7 +194,8 @@ int count(const std::vector<outcome>& outcomes, outcome::kind what)
 } // namespace
 
 TEST_CASE("a shutdown under load answers every request the server began, and refuses the rest at "
-          "connection level")
+          "connection level",
+          "[apps][service_host][faults]")
 {
     // 120 clients, half sync batches and half report requests of about 100 ms:
     // 80 in their handlers when the shutdown starts, 40 more connecting as it does.
@@ -244,7 +245,8 @@ TEST_CASE("a shutdown under load answers every request the server began, and ref
     CHECK(services.sync.running_tasks() == 0);
 }
 
-TEST_CASE("a shutdown whose drain is too short answers 503 to every request in flight")
+TEST_CASE("a shutdown whose drain is too short answers 503 to every request in flight",
+          "[apps][service_host][faults]")
 {
     // Batches of 10 s and reports of 10 s: none can finish within the drain.
     constexpr int in_flight = 100;
