@@ -1,10 +1,15 @@
 #include "common/service_host.hpp"
 
 #include <tame/http/signals.hpp>
+#include <tame/wait_group.hpp>
 
-#include <atomic>
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/execution/outstanding_work.hpp>
+#include <boost/asio/prefer.hpp>
+
 #include <iostream>
 #include <memory>
+#include <mutex>
 #include <thread>
 
 namespace samples {
@@ -18,10 +23,10 @@ http::router routes_of(std::initializer_list<sample_service*> services)
     return routes;
 }
 
-service_host::service_host(boost::asio::io_context& io,
-                           std::initializer_list<sample_service*> services,
+service_host::service_host(asio::io_context& io, std::initializer_list<sample_service*> services,
                            http::server_options options)
-    : services_{services}, server_{io, routes_of(services), std::move(options)}
+    : executor_{io.get_executor()}, services_{services}, server_{io, routes_of(services),
+                                                                 std::move(options)}
 {
     for (auto* service : services_) {
         service->add_metrics(server_.metrics());
@@ -36,35 +41,79 @@ void service_host::start()
     }
 }
 
-void service_host::async_shutdown(std::chrono::steady_clock::duration drain,
-                                  std::function<void(std::size_t)> done)
+void service_host::start_shutdown(std::chrono::steady_clock::duration drain,
+                                  asio::any_completion_handler<void(std::size_t)> handler)
 {
-    server_.async_shutdown(drain, [this, done = std::move(done)](std::size_t cancelled) {
-        async_stop_services([done, cancelled] {
-            if (done) {
-                done(cancelled);
-            }
-        });
+    // The server keeps work only on the io_context; the caller's executor may be
+    // another one, so the handler keeps its own until it runs.
+    auto work = asio::prefer(asio::get_associated_executor(handler, executor_),
+                             asio::execution::outstanding_work.tracked);
+    server_.async_shutdown(drain, [this, handler = std::move(handler),
+                                   work = std::move(work)](std::size_t cancelled) mutable {
+        // The services stop after the server: requests still in flight may use
+        // them until the drain ends.
+        async_stop_services(
+            [handler = std::move(handler), work = std::move(work), cancelled](error_code) mutable {
+                // Not inside the initiating call: a completion may run here at once
+                // if this thread already runs the handler's executor.
+                asio::dispatch(work, [handler = std::move(handler), cancelled]() mutable {
+                    std::move(handler)(cancelled);
+                });
+            });
     });
 }
 
-void service_host::async_stop_services(std::function<void()> done)
-{
-    if (services_.empty()) {
-        done();
-        return;
+namespace {
+
+/// The services' stops under way, as Go would join them: a wait_group counts
+/// the stops not yet ended, and the first error among them is kept.
+struct stop_join {
+    explicit stop_join(const asio::any_io_executor& ex) : pending{ex} {}
+
+    void record(error_code ec)
+    {
+        const std::lock_guard lock{mutex};
+        if (ec && !first_error) {
+            first_error = ec;
+        }
     }
-    auto left = std::make_shared<std::atomic<std::size_t>>(services_.size());
+
+    error_code error()
+    {
+        const std::lock_guard lock{mutex};
+        return first_error;
+    }
+
+    tame::wait_group pending;
+    std::mutex mutex;
+    error_code first_error;
+};
+
+} // namespace
+
+void service_host::start_stop_services(asio::any_completion_handler<void(error_code)> handler)
+{
+    auto work = asio::prefer(asio::get_associated_executor(handler, executor_),
+                             asio::execution::outstanding_work.tracked);
+    auto join = std::make_shared<stop_join>(executor_);
+    join->pending.add(services_.size());
     for (auto* service : services_) {
-        service->async_stop([left, done] {
-            if (left->fetch_sub(1) == 1) {
-                done();
-            }
+        service->async_stop([join](error_code ec) {
+            join->record(ec);
+            join->pending.done();
         });
     }
+    // The wait completes on the host's executor, never inside this call (with no
+    // services too); nothing cancels it or destroys the group meanwhile.
+    join->pending.async_wait(
+        [join, handler = std::move(handler), work = std::move(work)](error_code) mutable {
+            asio::dispatch(work, [handler = std::move(handler), ec = join->error()]() mutable {
+                std::move(handler)(ec);
+            });
+        });
 }
 
-int run_services(boost::asio::io_context& io, const app_options& app,
+int run_services(asio::io_context& io, const app_options& app,
                  std::initializer_list<sample_service*> services, const char* name)
 {
     service_host host{io, services, app.server_options()};
@@ -83,9 +132,13 @@ int run_services(boost::asio::io_context& io, const app_options& app,
     // until the drain ends.
     http::shutdown_on_signals signals{
         io, host.server(), app.drain, [&host, name](std::size_t cancelled) {
-            host.async_stop_services([name, cancelled] {
+            host.async_stop_services([name, cancelled](error_code ec) {
                 std::cerr << name << ": stopped (" << cancelled
-                          << " request(s) cancelled at the end of the drain)" << std::endl;
+                          << " request(s) cancelled at the end of the drain)";
+                if (ec) {
+                    std::cerr << "; a service did not stop cleanly: " << ec.message();
+                }
+                std::cerr << std::endl;
             });
         }};
     std::vector<std::thread> threads;

@@ -230,24 +230,26 @@ TEST_CASE("diagnose answers 502 when the upstream answers malformed JSON",
 
 TEST_CASE("an upstream that is not an http URL is refused", "[apps][diagnose]")
 {
+    asio::io_context io;
     for (const char* url :
          {"ftp://example.com/dx", "https://example.com/dx", "not a url", "http://"}) {
         INFO(url);
         diagnose_options options;
         options.upstream = url;
-        CHECK_THROWS(diagnose_service{options});
+        CHECK_THROWS(diagnose_service{io.get_executor(), options});
     }
 }
 
 TEST_CASE("a server on every address calls its embedded upstream on loopback", "[apps][diagnose]")
 {
-    diagnose_service on_v4{diagnose_options{}};
+    asio::io_context io;
+    diagnose_service on_v4{io.get_executor(), diagnose_options{}};
     on_v4.on_started({asio::ip::address_v4::any(), 8080});
     CHECK(on_v4.upstream() == "http://127.0.0.1:8080/upstream/diagnoses");
-    diagnose_service on_v6{diagnose_options{}};
+    diagnose_service on_v6{io.get_executor(), diagnose_options{}};
     on_v6.on_started({asio::ip::address_v6::any(), 8080});
     CHECK(on_v6.upstream() == "http://[::1]:8080/upstream/diagnoses");
-    diagnose_service elsewhere{upstream_at("http://10.1.2.3:9000/dx")};
+    diagnose_service elsewhere{io.get_executor(), upstream_at("http://10.1.2.3:9000/dx")};
     elsewhere.on_started({asio::ip::address_v4::any(), 8080});
     CHECK(elsewhere.upstream() == "http://10.1.2.3:9000/dx");
 }

@@ -9,6 +9,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <boost/asio/detached.hpp>
+
 #include <string>
 #include <vector>
 
@@ -20,9 +22,9 @@ namespace {
 struct all_services {
     explicit all_services(int threads = 2)
         : sync{io.get_executor(), sync_options()}, reports{io.get_executor(), report_options()},
-          diagnosis{diagnose_options()}, host{io,
-                                              {&sync, &reports, &diagnosis},
-                                              tame_test::test_options()}
+          diagnosis{io.get_executor(), diagnose_options()}, host{io,
+                                                                 {&sync, &reports, &diagnosis},
+                                                                 tame_test::test_options()}
     {
         host.start();
         for (int i = 0; i < threads; ++i) {
@@ -32,7 +34,7 @@ struct all_services {
 
     ~all_services()
     {
-        host.async_shutdown(0ms, {});
+        host.async_shutdown(0ms, asio::detached);
         for (auto& t : threads_) {
             t.join();
         }

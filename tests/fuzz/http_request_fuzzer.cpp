@@ -98,7 +98,7 @@ struct fuzz_server {
     asio::io_context io{1};
     samples::sync_data_service sync{io.get_executor(), sync_options()};
     samples::report_api_service reports{io.get_executor(), report_options()};
-    samples::diagnose_service diagnose{diagnose_options()};
+    samples::diagnose_service diagnose{io.get_executor(), diagnose_options()};
     samples::service_host host{io, {&sync, &reports, &diagnose}, server_options()};
     asio::ip::tcp::endpoint endpoint;
 
