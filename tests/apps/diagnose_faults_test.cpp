@@ -3,7 +3,7 @@
 // upstream sees its caller close the connection, and the service goes on.
 #include "hosted_service.hpp"
 
-#include "samples/diagnose.hpp"
+#include "diagnose/service.hpp"
 
 #include <tame/http/client.hpp>
 
@@ -181,7 +181,8 @@ std::string failed_calls(diagnose_host& host)
 
 } // namespace
 
-TEST_CASE("diagnose answers 502 at once when the upstream closes without answering")
+TEST_CASE("diagnose answers 502 at once when the upstream closes without answering",
+          "[apps][diagnose][faults]")
 {
     raw_upstream upstream{[](raw_upstream&, tcp::socket& socket) -> asio::awaitable<void> {
         socket.close();
@@ -198,7 +199,8 @@ TEST_CASE("diagnose answers 502 at once when the upstream closes without answeri
     CHECK(failed_calls(host) == "1");
 }
 
-TEST_CASE("diagnose answers 502 at once when the upstream resets the connection mid-response")
+TEST_CASE("diagnose answers 502 at once when the upstream resets the connection mid-response",
+          "[apps][diagnose][faults]")
 {
     raw_upstream upstream{[](raw_upstream&, tcp::socket& socket) -> asio::awaitable<void> {
         const std::string part =
@@ -227,7 +229,8 @@ TEST_CASE("diagnose answers 502 at once when the upstream resets the connection 
 }
 
 TEST_CASE(
-    "diagnose answers 408 at the deadline when the upstream stalls, and closes its connection")
+    "diagnose answers 408 at the deadline when the upstream stalls, and closes its connection",
+    "[apps][diagnose][faults]")
 {
     raw_upstream upstream{[](raw_upstream&, tcp::socket&) -> asio::awaitable<void> { co_return; }};
     diagnose_host host{upstream_at(upstream.url(), 300ms)};
@@ -242,7 +245,8 @@ TEST_CASE(
     check_nothing_left(host, upstream, 408);
 }
 
-TEST_CASE("diagnose answers 502 at once when the upstream answers something other than HTTP")
+TEST_CASE("diagnose answers 502 at once when the upstream answers something other than HTTP",
+          "[apps][diagnose][faults]")
 {
     raw_upstream upstream{[](raw_upstream&, tcp::socket& socket) -> asio::awaitable<void> {
         // Then stays silent: the answer must come from the parser, not a timeout.
@@ -260,7 +264,8 @@ TEST_CASE("diagnose answers 502 at once when the upstream answers something othe
     check_nothing_left(host, upstream, 502);
 }
 
-TEST_CASE("diagnose answers 502 at once to an endless body and stops reading it at the body limit")
+TEST_CASE("diagnose answers 502 at once to an endless body and stops reading it at the body limit",
+          "[apps][diagnose][faults]")
 {
     std::string head;
     std::string chunk;
@@ -295,7 +300,8 @@ TEST_CASE("diagnose answers 502 at once to an endless body and stops reading it 
     check_nothing_left(host, upstream, 502);
 }
 
-TEST_CASE("diagnose answers 502 at once to a header block over the client's limit")
+TEST_CASE("diagnose answers 502 at once to a header block over the client's limit",
+          "[apps][diagnose][faults]")
 {
     raw_upstream upstream{[](raw_upstream& self, tcp::socket& socket) -> asio::awaitable<void> {
         const std::string status_line = "HTTP/1.1 200 OK\r\n";

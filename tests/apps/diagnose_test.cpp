@@ -1,6 +1,6 @@
 #include "hosted_service.hpp"
 
-#include "samples/diagnose.hpp"
+#include "diagnose/service.hpp"
 
 #include <tame/http/json.hpp>
 #include <tame/http/request_context.hpp>
@@ -86,7 +86,8 @@ diagnose_options upstream_at(std::string url, std::chrono::milliseconds deadline
 
 } // namespace
 
-TEST_CASE("diagnose answers 200 with the upstream's data when it answers in time")
+TEST_CASE("diagnose answers 200 with the upstream's data when it answers in time",
+          "[apps][diagnose]")
 {
     diagnose_host host{embedded(10ms, 2000ms)};
     auto a = call(host.port(), "GET", "/diagnose?symptoms=fever,cough");
@@ -99,7 +100,7 @@ TEST_CASE("diagnose answers 200 with the upstream's data when it answers in time
           "http://127.0.0.1:" + std::to_string(host.port()) + "/upstream/diagnoses");
 }
 
-TEST_CASE("diagnose without symptoms is a 400")
+TEST_CASE("diagnose without symptoms is a 400", "[apps][diagnose]")
 {
     diagnose_host host{embedded(10ms, 2000ms)};
     for (const char* target : {"/diagnose", "/diagnose?symptoms="}) {
@@ -110,7 +111,8 @@ TEST_CASE("diagnose without symptoms is a 400")
     }
 }
 
-TEST_CASE("diagnose answers 408 at the deadline and the upstream sees its connection closed")
+TEST_CASE("diagnose answers 408 at the deadline and the upstream sees its connection closed",
+          "[apps][diagnose]")
 {
     fake_upstream upstream{5000ms, http::status::ok, R"({"diagnoses":[]})"};
     diagnose_host host{upstream_at(upstream.url(), 200ms)};
@@ -127,7 +129,7 @@ TEST_CASE("diagnose answers 408 at the deadline and the upstream sees its connec
     CHECK(eventually([&] { return upstream.log->caller_gone.load(); }, 2000ms));
 }
 
-TEST_CASE("the embedded upstream counts a caller that hung up at the deadline")
+TEST_CASE("the embedded upstream counts a caller that hung up at the deadline", "[apps][diagnose]")
 {
     diagnose_host host{embedded(3000ms, 100ms)};
     auto a = call(host.port(), "GET", "/diagnose?symptoms=rash");
@@ -139,7 +141,7 @@ TEST_CASE("the embedded upstream counts a caller that hung up at the deadline")
           std::string::npos);
 }
 
-TEST_CASE("symptoms reach the upstream encoded and decoded intact")
+TEST_CASE("symptoms reach the upstream encoded and decoded intact", "[apps][diagnose]")
 {
     fake_upstream upstream{0ms, http::status::ok, R"({"diagnoses":[]})"};
     diagnose_host host{upstream_at(upstream.url())};
@@ -150,7 +152,8 @@ TEST_CASE("symptoms reach the upstream encoded and decoded intact")
     CHECK(upstream.log->symptoms == "sore throat&fever=\xC3\xA9");
 }
 
-TEST_CASE("the longest symptoms reach the upstream, and longer ones are a 400, not a 502")
+TEST_CASE("the longest symptoms reach the upstream, and longer ones are a 400, not a 502",
+          "[apps][diagnose]")
 {
     diagnose_host host{embedded(0ms, 2000ms)};
     // '+' is a space, which the upstream call encodes as %20: three times longer.
@@ -165,7 +168,7 @@ TEST_CASE("the longest symptoms reach the upstream, and longer ones are a 400, n
     CHECK(too_long->error().find("longer than") != std::string::npos);
 }
 
-TEST_CASE("diagnose answers 502 when the upstream is down")
+TEST_CASE("diagnose answers 502 when the upstream is down", "[apps][diagnose][faults]")
 {
     std::uint16_t closed_port = 0;
     {
@@ -180,7 +183,8 @@ TEST_CASE("diagnose answers 502 when the upstream is down")
     CHECK(a->error().find("could not be reached") != std::string::npos);
 }
 
-TEST_CASE("an overloaded upstream makes diagnose answer 503 with Retry-After")
+TEST_CASE("an overloaded upstream makes diagnose answer 503 with Retry-After",
+          "[apps][diagnose][faults]")
 {
     // The embedded upstream shares the server's in-flight cap: with 3 places,
     // one /diagnose and its upstream call take two, and a second /diagnose
@@ -201,7 +205,7 @@ TEST_CASE("an overloaded upstream makes diagnose answer 503 with Retry-After")
     CHECK(first->status() == 200);
 }
 
-TEST_CASE("diagnose answers 502 when the upstream answers an error")
+TEST_CASE("diagnose answers 502 when the upstream answers an error", "[apps][diagnose][faults]")
 {
     fake_upstream upstream{0ms, http::status::internal_server_error, R"({"error":"boom"})"};
     diagnose_host host{upstream_at(upstream.url())};
@@ -211,7 +215,8 @@ TEST_CASE("diagnose answers 502 when the upstream answers an error")
     CHECK(a->error().find("answered 500") != std::string::npos);
 }
 
-TEST_CASE("diagnose answers 502 when the upstream answers malformed JSON")
+TEST_CASE("diagnose answers 502 when the upstream answers malformed JSON",
+          "[apps][diagnose][faults]")
 {
     fake_upstream upstream{0ms, http::status::ok, "<html>maintenance</html>"};
     diagnose_host host{upstream_at(upstream.url())};
@@ -223,26 +228,28 @@ TEST_CASE("diagnose answers 502 when the upstream answers malformed JSON")
               "tame_diagnose_upstream_calls_total{outcome=\"failed\"} 1") != std::string::npos);
 }
 
-TEST_CASE("an upstream that is not an http URL is refused")
+TEST_CASE("an upstream that is not an http URL is refused", "[apps][diagnose]")
 {
+    asio::io_context io;
     for (const char* url :
          {"ftp://example.com/dx", "https://example.com/dx", "not a url", "http://"}) {
         INFO(url);
         diagnose_options options;
         options.upstream = url;
-        CHECK_THROWS(diagnose_service{options});
+        CHECK_THROWS(diagnose_service{io.get_executor(), options});
     }
 }
 
-TEST_CASE("a server on every address calls its embedded upstream on loopback")
+TEST_CASE("a server on every address calls its embedded upstream on loopback", "[apps][diagnose]")
 {
-    diagnose_service on_v4{diagnose_options{}};
+    asio::io_context io;
+    diagnose_service on_v4{io.get_executor(), diagnose_options{}};
     on_v4.on_started({asio::ip::address_v4::any(), 8080});
     CHECK(on_v4.upstream() == "http://127.0.0.1:8080/upstream/diagnoses");
-    diagnose_service on_v6{diagnose_options{}};
+    diagnose_service on_v6{io.get_executor(), diagnose_options{}};
     on_v6.on_started({asio::ip::address_v6::any(), 8080});
     CHECK(on_v6.upstream() == "http://[::1]:8080/upstream/diagnoses");
-    diagnose_service elsewhere{upstream_at("http://10.1.2.3:9000/dx")};
+    diagnose_service elsewhere{io.get_executor(), upstream_at("http://10.1.2.3:9000/dx")};
     elsewhere.on_started({asio::ip::address_v4::any(), 8080});
     CHECK(elsewhere.upstream() == "http://10.1.2.3:9000/dx");
 }

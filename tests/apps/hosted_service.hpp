@@ -4,7 +4,7 @@
 // service_host on 127.0.0.1 with an ephemeral port, and a client that sends one
 // request and reads its answer as JSON, every wait bounded.
 
-#include "samples/service_host.hpp"
+#include "common/service_host.hpp"
 
 #include <tame_test/http_harness.hpp>
 
@@ -20,7 +20,6 @@
 #include <string>
 #include <string_view>
 #include <thread>
-#include <type_traits>
 #include <vector>
 
 namespace apps_test {
@@ -37,8 +36,9 @@ class hosted_service {
     template <class Options>
     explicit hosted_service(Options options, int threads = 2,
                             http::server_options server_options = tame_test::test_options())
-        : service_{make(io_, std::move(options))}, host_{
-                                                       io_, {&service_}, std::move(server_options)}
+        : service_{io_.get_executor(), std::move(options)}, host_{io_,
+                                                                  {&service_},
+                                                                  std::move(server_options)}
     {
         host_.start();
         for (int i = 0; i < threads; ++i) {
@@ -66,9 +66,7 @@ class hosted_service {
             return std::nullopt;
         }
         stopped_ = true;
-        std::promise<std::size_t> done;
-        auto future = done.get_future();
-        host_.async_shutdown(drain, [&done](std::size_t cancelled) { done.set_value(cancelled); });
+        auto future = host_.async_shutdown(drain, asio::use_future);
         if (future.wait_for(20s) != std::future_status::ready) {
             io_.stop();
             return std::nullopt;
@@ -81,16 +79,6 @@ class hosted_service {
     std::uint16_t port() const { return host_.server().local_endpoint().port(); }
 
   private:
-    template <class Options>
-    static Service make(asio::io_context& io, Options options)
-    {
-        if constexpr (std::is_constructible_v<Service, asio::any_io_executor, Options>) {
-            return Service{io.get_executor(), std::move(options)};
-        } else {
-            return Service{std::move(options)};
-        }
-    }
-
     asio::io_context io_;
     Service service_;
     samples::service_host host_;

@@ -1,6 +1,6 @@
 #include "hosted_service.hpp"
 
-#include "samples/report_api.hpp"
+#include "report_api/service.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -31,7 +31,8 @@ std::optional<answer> generate(std::uint16_t port, std::string_view body)
 
 } // namespace
 
-TEST_CASE("a report request waits for its own reports and answers with their count")
+TEST_CASE("a report request waits for its own reports and answers with their count",
+          "[apps][report_api]")
 {
     report_host host{quick()};
     auto a = generate(host.port(), R"({"reportIds":[1,2,3]})");
@@ -49,7 +50,7 @@ TEST_CASE("a report request waits for its own reports and answers with their cou
     CHECK(host.service().pool().stats().submitted == 3);
 }
 
-TEST_CASE("an empty list of ids is answered at once")
+TEST_CASE("an empty list of ids is answered at once", "[apps][report_api]")
 {
     report_host host{quick()};
     auto a = generate(host.port(), R"({"reportIds":[]})");
@@ -58,7 +59,8 @@ TEST_CASE("an empty list of ids is answered at once")
     CHECK(a->object().at("reports").as_int64() == 0);
 }
 
-TEST_CASE("a failing report is listed in the answer and the service goes on")
+TEST_CASE("a failing report is listed in the answer and the service goes on",
+          "[apps][report_api][faults]")
 {
     auto options = quick();
     options.failing_ids = {2};
@@ -79,7 +81,7 @@ TEST_CASE("a failing report is listed in the answer and the service goes on")
     CHECK(next->object().at("generated").as_int64() == 2);
 }
 
-TEST_CASE("invalid report requests get 400 with a reason")
+TEST_CASE("invalid report requests get 400 with a reason", "[apps][report_api]")
 {
     auto options = quick();
     options.max_reports = 3;
@@ -108,7 +110,7 @@ TEST_CASE("invalid report requests get 400 with a reason")
     CHECK(host.service().pool().stats().submitted == 0);
 }
 
-TEST_CASE("the pool runs at most its capacity of reports over all requests")
+TEST_CASE("the pool runs at most its capacity of reports over all requests", "[apps][report_api]")
 {
     // 5 requests of 4 reports of 20 ms on a pool of 4: at least 5 rounds.
     report_host host{quick(4, 20ms), 2};
@@ -125,7 +127,8 @@ TEST_CASE("the pool runs at most its capacity of reports over all requests")
     CHECK(host.service().pool().stats().submitted == 20);
 }
 
-TEST_CASE("a nonblocking service refuses with 503 and Retry-After when the pool is full")
+TEST_CASE("a nonblocking service refuses with 503 and Retry-After when the pool is full",
+          "[apps][report_api]")
 {
     auto options = quick(2, 300ms);
     options.nonblocking = true;
@@ -144,7 +147,8 @@ TEST_CASE("a nonblocking service refuses with 503 and Retry-After when the pool 
     CHECK(first->object().at("generated").as_int64() == 2);
 }
 
-TEST_CASE("a nonblocking service refuses at once a request the free slots cannot hold")
+TEST_CASE("a nonblocking service refuses at once a request the free slots cannot hold",
+          "[apps][report_api]")
 {
     auto options = quick(2, 500ms);
     options.nonblocking = true;
@@ -166,7 +170,8 @@ TEST_CASE("a nonblocking service refuses at once a request the free slots cannot
     CHECK(first->status() == 200);
 }
 
-TEST_CASE("a nonblocking service answers 400 to more ids than its pool has slots")
+TEST_CASE("a nonblocking service answers 400 to more ids than its pool has slots",
+          "[apps][report_api]")
 {
     auto options = quick(2, 20ms);
     options.nonblocking = true;
@@ -182,7 +187,7 @@ TEST_CASE("a nonblocking service answers 400 to more ids than its pool has slots
     CHECK(fits->status() == 200);
 }
 
-TEST_CASE("a client that goes away cancels its reports")
+TEST_CASE("a client that goes away cancels its reports", "[apps][report_api]")
 {
     report_host host{quick(100, 5000ms)};
     {
@@ -197,7 +202,8 @@ TEST_CASE("a client that goes away cancels its reports")
     CHECK(host.service().pool().stats().failed == 0);
 }
 
-TEST_CASE("a shutdown lets report requests in flight finish, then closes the pool")
+TEST_CASE("a shutdown lets report requests in flight finish, then closes the pool",
+          "[apps][report_api]")
 {
     report_host host{quick(100, 100ms)};
     std::optional<answer> a;
@@ -211,7 +217,8 @@ TEST_CASE("a shutdown lets report requests in flight finish, then closes the poo
 }
 
 TEST_CASE("a storm of clients leaving at once cancels reports that never end, running or waiting "
-          "for a slot")
+          "for a slot",
+          "[apps][report_api][faults]")
 {
     // 100 requests of one report that takes an hour, on a pool of 50: half of
     // them run a report, half wait in async_submit for a slot.

@@ -1,13 +1,15 @@
 #include "hosted_service.hpp"
 
-#include "samples/app_options.hpp"
-#include "samples/diagnose.hpp"
-#include "samples/report_api.hpp"
-#include "samples/sync_data.hpp"
+#include "common/app_options.hpp"
+#include "diagnose/service.hpp"
+#include "report_api/service.hpp"
+#include "sync_data/service.hpp"
 
 #include <tame_test/prometheus_text.hpp>
 
 #include <catch2/catch.hpp>
+
+#include <boost/asio/detached.hpp>
 
 #include <string>
 #include <vector>
@@ -20,9 +22,9 @@ namespace {
 struct all_services {
     explicit all_services(int threads = 2)
         : sync{io.get_executor(), sync_options()}, reports{io.get_executor(), report_options()},
-          diagnosis{diagnose_options()}, host{io,
-                                              {&sync, &reports, &diagnosis},
-                                              tame_test::test_options()}
+          diagnosis{io.get_executor(), diagnose_options()}, host{io,
+                                                                 {&sync, &reports, &diagnosis},
+                                                                 tame_test::test_options()}
     {
         host.start();
         for (int i = 0; i < threads; ++i) {
@@ -32,7 +34,7 @@ struct all_services {
 
     ~all_services()
     {
-        host.async_shutdown(0ms, {});
+        host.async_shutdown(0ms, asio::detached);
         for (auto& t : threads_) {
             t.join();
         }
@@ -95,7 +97,7 @@ std::optional<int> parse(std::vector<const char*> args,
 
 } // namespace
 
-TEST_CASE("one server serves the three services, health and metrics")
+TEST_CASE("one server serves the three services, health and metrics", "[apps][samples]")
 {
     all_services all;
     auto sync = call(all.port(), "POST", "/sync-data");
@@ -126,7 +128,7 @@ TEST_CASE("one server serves the three services, health and metrics")
     }
 }
 
-TEST_CASE("the common flags parse into the app's options")
+TEST_CASE("the common flags parse into the app's options", "[apps][samples]")
 {
     samples::app_options app;
     auto flags = samples::describe_app_options("test", app);
@@ -144,7 +146,7 @@ TEST_CASE("the common flags parse into the app's options")
     CHECK_FALSE(server.access_log);
 }
 
-TEST_CASE("each service's flags parse into its options")
+TEST_CASE("each service's flags parse into its options", "[apps][samples]")
 {
     all_flags all;
     REQUIRE_FALSE(parse({"app",
@@ -181,7 +183,7 @@ TEST_CASE("each service's flags parse into its options")
     CHECK(all.diagnose.deadline == 500ms);
 }
 
-TEST_CASE("help exits with 0 and bad flags exit with 2")
+TEST_CASE("help exits with 0 and bad flags exit with 2", "[apps][samples]")
 {
     const std::vector<std::vector<const char*>> bad{
         {"app", "--bogus"},          {"app", "--port", "70000"},
@@ -201,7 +203,7 @@ TEST_CASE("help exits with 0 and bad flags exit with 2")
     CHECK(parse({"app", "--help"}, all.flags) == 0);
 }
 
-TEST_CASE("a default batch outside the query limits is refused at start")
+TEST_CASE("a default batch outside the query limits is refused at start", "[apps][samples]")
 {
     samples::sync_data_options options;
     options.tasks = 10;

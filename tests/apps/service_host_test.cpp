@@ -1,18 +1,25 @@
 #include "hosted_service.hpp"
 
-#include "samples/report_api.hpp"
-#include "samples/sync_data.hpp"
+#include "report_api/service.hpp"
+#include "sync_data/service.hpp"
 
 #include <catch2/catch.hpp>
 
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_future.hpp>
 #include <boost/beast/http/verb.hpp>
 
 #include <algorithm>
 #include <atomic>
+#include <functional>
 #include <future>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -25,7 +32,10 @@ namespace {
 /// their handlers: the requests the server began serving.
 class counted_service : public samples::sample_service {
   public:
-    explicit counted_service(samples::sample_service& inner) : inner_{inner} {}
+    explicit counted_service(samples::sample_service& inner)
+        : sample_service{inner.get_executor()}, inner_{inner}
+    {
+    }
 
     void add_routes(http::router& routes) override
     {
@@ -43,11 +53,15 @@ class counted_service : public samples::sample_service {
         }
     }
     void add_metrics(http::metrics_registry& metrics) override { inner_.add_metrics(metrics); }
-    void async_stop(std::function<void()> done) override { inner_.async_stop(std::move(done)); }
 
     std::atomic<int> begun{0};
 
   private:
+    void do_async_stop(asio::any_completion_handler<void(tame::error_code)> done) override
+    {
+        inner_.async_stop(std::move(done));
+    }
+
     samples::sample_service& inner_;
 };
 
@@ -99,9 +113,7 @@ struct sync_and_reports {
             return std::nullopt;
         }
         stopped = true;
-        std::promise<std::size_t> done;
-        auto future = done.get_future();
-        host.async_shutdown(drain, [&done](std::size_t cancelled) { done.set_value(cancelled); });
+        auto future = host.async_shutdown(drain, asio::use_future);
         if (future.wait_for(20s) != std::future_status::ready) {
             io.stop();
             return std::nullopt;
@@ -191,10 +203,50 @@ int count(const std::vector<outcome>& outcomes, outcome::kind what)
                                           [what](const outcome& o) { return o.what == what; }));
 }
 
+/// A service with no routes whose stop ends when the test calls finish(): the
+/// contract of async_stop(), whatever a real service's work is.
+class manual_stop_service : public samples::sample_service {
+  public:
+    explicit manual_stop_service(const asio::any_io_executor& ex) : sample_service{ex} {}
+
+    void add_routes(http::router&) override {}
+    void add_metrics(http::metrics_registry&) override {}
+
+    /// Whether a stop has begun and not yet been finished.
+    bool stopping() const noexcept { return done_.has_value(); }
+
+    /// Ends the work: calls the stop's completion here, on the test's thread.
+    void finish(tame::error_code ec = {})
+    {
+        REQUIRE(done_);
+        auto done = std::move(*done_);
+        done_.reset();
+        std::move(done)(ec);
+    }
+
+  private:
+    void do_async_stop(asio::any_completion_handler<void(tame::error_code)> done) override
+    {
+        done_.emplace(std::move(done));
+    }
+
+    std::optional<asio::any_completion_handler<void(tame::error_code)>> done_;
+};
+
+/// Runs `io` until `done()` holds, waiting at most 10 ms for each handler.
+bool run_until(asio::io_context& io, const std::function<bool()>& done)
+{
+    for (int i = 0; i < 500 && !done(); ++i) {
+        io.run_one_for(10ms);
+    }
+    return done();
+}
+
 } // namespace
 
 TEST_CASE("a shutdown under load answers every request the server began, and refuses the rest at "
-          "connection level")
+          "connection level",
+          "[apps][service_host][faults]")
 {
     // 120 clients, half sync batches and half report requests of about 100 ms:
     // 80 in their handlers when the shutdown starts, 40 more connecting as it does.
@@ -244,7 +296,8 @@ TEST_CASE("a shutdown under load answers every request the server began, and ref
     CHECK(services.sync.running_tasks() == 0);
 }
 
-TEST_CASE("a shutdown whose drain is too short answers 503 to every request in flight")
+TEST_CASE("a shutdown whose drain is too short answers 503 to every request in flight",
+          "[apps][service_host][faults]")
 {
     // Batches of 10 s and reports of 10 s: none can finish within the drain.
     constexpr int in_flight = 100;
@@ -275,4 +328,125 @@ TEST_CASE("a shutdown whose drain is too short answers 503 to every request in f
     CHECK(logged.find(503)->second == in_flight);
     CHECK(services.reports.pool().running() == 0);
     CHECK(services.sync.running_tasks() == 0);
+}
+
+TEST_CASE("a service's stop completes on the handler's executor once its work has ended, never "
+          "inside a call",
+          "[apps][service_host]")
+{
+    asio::io_context io;
+    manual_stop_service service{io.get_executor()};
+    auto strand = asio::make_strand(io);
+    std::optional<tame::error_code> result;
+    bool on_strand = false;
+
+    service.async_stop(asio::bind_executor(strand, [&](tame::error_code ec) {
+        result = ec;
+        on_strand = strand.running_in_this_thread();
+    }));
+    REQUIRE(service.stopping());
+    io.poll();
+    // Pending, it counts as work: the io_context did not run out of it.
+    CHECK_FALSE(io.stopped());
+    CHECK_FALSE(result);
+
+    service.finish(); // the work ends on this thread, outside any handler
+    CHECK_FALSE(result);
+    io.poll();
+
+    REQUIRE(result);
+    CHECK_FALSE(*result);
+    CHECK(on_strand);
+}
+
+TEST_CASE("a cancellation signal does not end a service's stop before its work has ended",
+          "[apps][service_host]")
+{
+    asio::io_context io;
+    manual_stop_service service{io.get_executor()};
+    asio::cancellation_signal signal;
+    std::optional<tame::error_code> result;
+    service.async_stop(
+        asio::bind_cancellation_slot(signal.slot(), [&](tame::error_code ec) { result = ec; }));
+
+    for (auto type : {asio::cancellation_type::partial, asio::cancellation_type::total,
+                      asio::cancellation_type::terminal}) {
+        signal.emit(type);
+        io.poll();
+    }
+    CHECK_FALSE(result);
+    CHECK(service.stopping());
+
+    service.finish();
+    io.poll();
+
+    REQUIRE(result);
+    CHECK_FALSE(*result);
+}
+
+TEST_CASE("stopping the services completes once every one has stopped, with the first error",
+          "[apps][service_host]")
+{
+    asio::io_context io;
+    manual_stop_service first{io.get_executor()};
+    manual_stop_service second{io.get_executor()};
+    samples::service_host host{io, {&first, &second}, tame_test::test_options()};
+    std::optional<tame::error_code> result;
+
+    host.async_stop_services([&](tame::error_code ec) { result = ec; });
+    io.poll();
+    REQUIRE(first.stopping());
+    REQUIRE(second.stopping());
+    second.finish(asio::error::connection_aborted);
+    io.poll();
+    CHECK_FALSE(result);
+    first.finish(asio::error::broken_pipe);
+    io.poll();
+
+    REQUIRE(result);
+    CHECK(*result == asio::error::connection_aborted);
+}
+
+TEST_CASE("stopping no services completes through the executor, not inside the call",
+          "[apps][service_host]")
+{
+    asio::io_context io;
+    samples::service_host host{io, {}, tame_test::test_options()};
+    std::optional<tame::error_code> result;
+
+    host.async_stop_services([&](tame::error_code ec) { result = ec; });
+    CHECK_FALSE(result);
+    io.poll();
+
+    REQUIRE(result);
+    CHECK_FALSE(*result);
+}
+
+TEST_CASE("the host's shutdown stops the services after the server and completes once they have "
+          "stopped, on the handler's executor",
+          "[apps][service_host]")
+{
+    asio::io_context io;
+    manual_stop_service service{io.get_executor()};
+    samples::service_host host{io, {&service}, tame_test::test_options()};
+    host.start();
+    auto strand = asio::make_strand(io);
+    std::optional<std::size_t> cancelled;
+    bool on_strand = false;
+
+    host.async_shutdown(0ms, asio::bind_executor(strand, [&](std::size_t n) {
+                            cancelled = n;
+                            on_strand = strand.running_in_this_thread();
+                        }));
+    REQUIRE(run_until(io, [&] { return service.stopping(); }));
+    CHECK(host.server().is_stopping());
+    io.poll();
+    CHECK_FALSE(cancelled); // the service's work has not ended yet
+
+    service.finish();
+    io.poll();
+
+    REQUIRE(cancelled);
+    CHECK(*cancelled == 0u);
+    CHECK(on_strand);
 }

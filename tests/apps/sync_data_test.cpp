@@ -1,6 +1,6 @@
 #include "hosted_service.hpp"
 
-#include "samples/sync_data.hpp"
+#include "sync_data/service.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -41,7 +41,8 @@ std::string job_state(std::uint16_t port, const std::string& id)
 
 } // namespace
 
-TEST_CASE("a sync batch answers with its shape and a measured peak at its limit")
+TEST_CASE("a sync batch answers with its shape and a measured peak at its limit",
+          "[apps][sync_data]")
 {
     sync_host host{quick()};
     auto a = call(host.port(), "POST", "/sync-data");
@@ -56,7 +57,7 @@ TEST_CASE("a sync batch answers with its shape and a measured peak at its limit"
     CHECK(host.service().running_tasks() == 0);
 }
 
-TEST_CASE("query parameters override the batch's defaults")
+TEST_CASE("query parameters override the batch's defaults", "[apps][sync_data]")
 {
     sync_host host{quick()};
     auto a = call(host.port(), "POST", "/sync-data?tasks=9&concurrency=3&task_ms=1");
@@ -67,7 +68,7 @@ TEST_CASE("query parameters override the batch's defaults")
     CHECK(a->object().at("peak_concurrency").as_int64() == 3);
 }
 
-TEST_CASE("a sync batch takes about tasks times task_ms over concurrency")
+TEST_CASE("a sync batch takes about tasks times task_ms over concurrency", "[apps][sync_data]")
 {
     // 100 tasks of 20 ms, 10 at once: 200 ms ideally. It cannot be faster
     // unless the limit is broken, and a batch run one task at a time would
@@ -81,7 +82,7 @@ TEST_CASE("a sync batch takes about tasks times task_ms over concurrency")
     CHECK(elapsed < 1000);
 }
 
-TEST_CASE("many batches at once never run more tasks than each one's limit")
+TEST_CASE("many batches at once never run more tasks than each one's limit", "[apps][sync_data]")
 {
     sync_host host{quick(30, 3, 2ms), 3};
     for (const auto& a : call_concurrently(8, host.port(), "POST", "/sync-data")) {
@@ -93,7 +94,7 @@ TEST_CASE("many batches at once never run more tasks than each one's limit")
     CHECK(host.service().running_tasks() == 0);
 }
 
-TEST_CASE("the service-wide cap holds back tasks of batches that run together")
+TEST_CASE("the service-wide cap holds back tasks of batches that run together", "[apps][sync_data]")
 {
     auto options = quick(12, 4, 10ms);
     options.max_running_tasks = 4;
@@ -110,7 +111,7 @@ TEST_CASE("the service-wide cap holds back tasks of batches that run together")
           std::string::npos);
 }
 
-TEST_CASE("malformed or out-of-range query parameters get 400 with a reason")
+TEST_CASE("malformed or out-of-range query parameters get 400 with a reason", "[apps][sync_data]")
 {
     auto options = quick();
     options.max_tasks = 50;
@@ -139,7 +140,7 @@ TEST_CASE("malformed or out-of-range query parameters get 400 with a reason")
     CHECK(ok->status() == 200);
 }
 
-TEST_CASE("an async batch answers 202 and its job shows progress until done")
+TEST_CASE("an async batch answers 202 and its job shows progress until done", "[apps][sync_data]")
 {
     sync_host host{quick(20, 2, 20ms)};
     auto started = call(host.port(), "POST", "/sync-data?async=1");
@@ -163,7 +164,7 @@ TEST_CASE("an async batch answers 202 and its job shows progress until done")
     CHECK(number(done->object().at("elapsed_ms")) >= 200);
 }
 
-TEST_CASE("an unknown job is a 404")
+TEST_CASE("an unknown job is a 404", "[apps][sync_data]")
 {
     sync_host host{quick()};
     auto a = call(host.port(), "GET", "/jobs/0123456789abcdef");
@@ -172,7 +173,7 @@ TEST_CASE("an unknown job is a 404")
     CHECK(a->error().find("0123456789abcdef") != std::string::npos);
 }
 
-TEST_CASE("deleting a running job cancels the tasks not yet done")
+TEST_CASE("deleting a running job cancels the tasks not yet done", "[apps][sync_data]")
 {
     sync_host host{quick(1000, 2, 20ms)};
     auto started = call(host.port(), "POST", "/sync-data?async=1");
@@ -189,7 +190,7 @@ TEST_CASE("deleting a running job cancels the tasks not yet done")
     CHECK(host.service().jobs().running() == 0);
 }
 
-TEST_CASE("a finished job expires after its time to live")
+TEST_CASE("a finished job expires after its time to live", "[apps][sync_data]")
 {
     auto options = quick(2, 2, 1ms);
     options.job_ttl = std::chrono::seconds{1};
@@ -203,7 +204,8 @@ TEST_CASE("a finished job expires after its time to live")
     CHECK(host.service().jobs().size() == 0);
 }
 
-TEST_CASE("the registry keeps at most max_jobs and refuses a new job while all of them run")
+TEST_CASE("the registry keeps at most max_jobs and refuses a new job while all of them run",
+          "[apps][sync_data]")
 {
     auto options = quick(1000, 1, 50ms);
     options.max_jobs = 2;
@@ -228,7 +230,8 @@ TEST_CASE("the registry keeps at most max_jobs and refuses a new job while all o
     call(host.port(), "DELETE", "/jobs/" + second);
 }
 
-TEST_CASE("a client that disconnects from a sync batch cancels the tasks not yet done")
+TEST_CASE("a client that disconnects from a sync batch cancels the tasks not yet done",
+          "[apps][sync_data]")
 {
     sync_host host{quick(100, 2, 50ms)};
     {
@@ -246,7 +249,7 @@ TEST_CASE("a client that disconnects from a sync batch cancels the tasks not yet
           std::string::npos);
 }
 
-TEST_CASE("a shutdown lets a sync batch in flight finish within the drain")
+TEST_CASE("a shutdown lets a sync batch in flight finish within the drain", "[apps][sync_data]")
 {
     sync_host host{quick(20, 2, 20ms)};
     std::optional<answer> a;
@@ -259,7 +262,8 @@ TEST_CASE("a shutdown lets a sync batch in flight finish within the drain")
     CHECK(a->object().at("peak_concurrency").as_int64() == 2);
 }
 
-TEST_CASE("a shutdown whose drain ends mid-batch answers 503 with the progress")
+TEST_CASE("a shutdown whose drain ends mid-batch answers 503 with the progress",
+          "[apps][sync_data]")
 {
     sync_host host{quick(100, 2, 50ms)};
     std::optional<answer> a;
@@ -275,7 +279,8 @@ TEST_CASE("a shutdown whose drain ends mid-batch answers 503 with the progress")
     CHECK(host.service().running_tasks() == 0);
 }
 
-TEST_CASE("a shutdown cancels the async jobs and completes once they have ended")
+TEST_CASE("a shutdown cancels the async jobs and completes once they have ended",
+          "[apps][sync_data]")
 {
     sync_host host{quick(1000, 2, 50ms), 2};
     for (int i = 0; i < 4; ++i) {
@@ -290,7 +295,7 @@ TEST_CASE("a shutdown cancels the async jobs and completes once they have ended"
     CHECK(host.service().running_tasks() == 0);
 }
 
-TEST_CASE("deleting a job that has ended is a 409")
+TEST_CASE("deleting a job that has ended is a 409", "[apps][sync_data]")
 {
     sync_host host{quick(1, 1, 0ms)};
     const auto id = job_id(*call(host.port(), "POST", "/sync-data?async=1"));
@@ -302,7 +307,8 @@ TEST_CASE("deleting a job that has ended is a 409")
 }
 
 TEST_CASE("a storm of clients leaving at once cancels their batches, running or waiting for the "
-          "service-wide cap")
+          "service-wide cap",
+          "[apps][sync_data][faults]")
 {
     // 100 batches of 2 tasks of a minute each, under a cap of 100 tasks: half
     // of the tasks run, half wait for a permit of the service-wide semaphore.

@@ -5,6 +5,7 @@
 #include <tame_test/error_code_record.hpp>
 #include <tame_test/gate.hpp>
 #include <tame_test/manual_clock.hpp>
+#include <tame_test/peak.hpp>
 #include <tame_test/sleeper.hpp>
 
 #include <boost/asio/as_tuple.hpp>
@@ -22,7 +23,6 @@
 
 #include <catch2/catch.hpp>
 
-#include <algorithm>
 #include <chrono>
 #include <exception>
 #include <future>
@@ -501,8 +501,7 @@ TEST_CASE("1000 tasks at a limit of 10 never run more than 10 at once, and all f
           "[core][task_group]")
 {
     asio::io_context io;
-    int running = 0;
-    int peak = 0;
+    tame_test::peak_counter running;
     int finished = 0;
     bool joined = false;
     asio::co_spawn(
@@ -512,11 +511,11 @@ TEST_CASE("1000 tasks at a limit of 10 never run more than 10 at once, and all f
             for (int i = 0; i < 1000; ++i) {
                 co_await group.async_spawn(
                     [&]() -> asio::awaitable<void> {
-                        peak = std::max(peak, ++running);
+                        running.enter();
                         for (int step = 0; step < 50; ++step) {
                             co_await asio::post(asio::use_awaitable);
                         }
-                        --running;
+                        running.leave();
                         ++finished;
                     },
                     asio::use_awaitable);
@@ -530,7 +529,7 @@ TEST_CASE("1000 tasks at a limit of 10 never run more than 10 at once, and all f
 
     CHECK(joined);
     CHECK(finished == 1000);
-    CHECK(peak == 10);
+    CHECK(running.peak() == 10u);
 }
 
 TEST_CASE("destroying a group with tasks in flight cancels them, and they end",

@@ -6,6 +6,7 @@
 #include <tame/wait_group.hpp>
 #include <tame_test/error_code_record.hpp>
 #include <tame_test/gate.hpp>
+#include <tame_test/peak.hpp>
 #include <tame_test/sleeper.hpp>
 
 #include <boost/asio/as_tuple.hpp>
@@ -48,19 +49,6 @@ using tame_test::sleeper;
 
 namespace {
 
-/// Counts tasks inside a section, and the most at once.
-struct occupancy {
-    int now = 0;
-    int peak = 0;
-
-    void enter()
-    {
-        ++now;
-        peak = std::max(peak, now);
-    }
-    void leave() { --now; }
-};
-
 tame::task_pool_options capacity(std::size_t n)
 {
     tame::task_pool_options options;
@@ -84,7 +72,7 @@ TEST_CASE("a pool never runs more tasks than its capacity", "[core][task_pool]")
 {
     asio::io_context io;
     tame::task_pool pool{io, capacity(10)};
-    occupancy inside;
+    tame_test::peak_counter inside;
     int done = 0;
     asio::co_spawn(
         io,
@@ -106,7 +94,7 @@ TEST_CASE("a pool never runs more tasks than its capacity", "[core][task_pool]")
     io.run();
 
     CHECK(done == 1000);
-    CHECK(inside.peak == 10);
+    CHECK(inside.peak() == 10u);
     CHECK(pool.stats().submitted == 1000);
 }
 
@@ -497,7 +485,7 @@ TEST_CASE("tasks with the same key run one at a time, in submission order", "[co
     asio::io_context io;
     tame::task_pool pool{io, capacity(8)};
     std::vector<std::string> log;
-    std::map<int, occupancy> per_key;
+    std::map<int, tame_test::peak_counter> per_key;
     // Interleaved keys; every task suspends in the middle, so only the key's
     // order (not the strand's) keeps same-key tasks apart.
     for (int i = 0; i < 12; ++i) {
@@ -518,7 +506,7 @@ TEST_CASE("tasks with the same key run one at a time, in submission order", "[co
     io.run();
 
     for (int key = 0; key < 3; ++key) {
-        CHECK(per_key[key].peak == 1);
+        CHECK(per_key[key].peak() == 1u);
         std::vector<std::string> mine;
         for (const auto& line : log) {
             if (line.starts_with(std::to_string(key) + ":")) {
@@ -538,7 +526,7 @@ TEST_CASE("tasks with different keys run in parallel", "[core][task_pool]")
 {
     asio::io_context io;
     tame::task_pool pool{io, capacity(8)};
-    occupancy inside;
+    tame_test::peak_counter inside;
     gate hold{io};
     for (int key = 0; key < 4; ++key) {
         pool.async_submit(
@@ -551,7 +539,7 @@ TEST_CASE("tasks with different keys run in parallel", "[core][task_pool]")
             [](error_code) {});
     }
     io.poll();
-    CHECK(inside.now == 4);
+    CHECK(inside.current() == 4u);
     hold.open();
     io.run();
 }
@@ -806,7 +794,7 @@ TEST_CASE("growing a pool admits waiting submitters at once", "[core][task_pool]
     asio::io_context io;
     tame::task_pool pool{io, capacity(1)};
     gate hold{io};
-    occupancy inside;
+    tame_test::peak_counter inside;
     for (int i = 0; i < 4; ++i) {
         pool.async_submit(
             [&]() -> asio::awaitable<void> {
@@ -817,12 +805,12 @@ TEST_CASE("growing a pool admits waiting submitters at once", "[core][task_pool]
             [](error_code) {});
     }
     io.poll();
-    CHECK(inside.now == 1);
+    CHECK(inside.current() == 1u);
 
     pool.resize(3);
     io.poll();
 
-    CHECK(inside.now == 3);
+    CHECK(inside.current() == 3u);
     CHECK(pool.stats().capacity == 3);
     hold.open();
     io.run();
@@ -834,7 +822,7 @@ TEST_CASE("shrinking a pool lets running tasks finish and admits new ones below 
     asio::io_context io;
     tame::task_pool pool{io, capacity(4)};
     gate first_wave{io};
-    occupancy inside;
+    tame_test::peak_counter inside;
     gate second_wave{io};
     for (int i = 0; i < 4; ++i) {
         pool.async_submit(
@@ -846,10 +834,10 @@ TEST_CASE("shrinking a pool lets running tasks finish and admits new ones below 
             [](error_code) {});
     }
     io.poll();
-    CHECK(inside.now == 4);
+    CHECK(inside.current() == 4u);
 
     pool.resize(2);
-    occupancy later;
+    tame_test::peak_counter later;
     for (int i = 0; i < 4; ++i) {
         pool.async_submit(
             [&]() -> asio::awaitable<void> {
@@ -860,15 +848,15 @@ TEST_CASE("shrinking a pool lets running tasks finish and admits new ones below 
             [](error_code) {});
     }
     io.poll();
-    CHECK(inside.now == 4); // nothing cut short
-    CHECK(later.now == 0);
+    CHECK(inside.current() == 4u); // nothing cut short
+    CHECK(later.current() == 0u);
 
     first_wave.open();
     io.poll();
-    CHECK(later.now == 2);
+    CHECK(later.current() == 2u);
     second_wave.open();
     io.run();
-    CHECK(later.peak == 2);
+    CHECK(later.peak() == 2u);
 }
 
 TEST_CASE("stats add up once the pool is idle", "[core][task_pool]")

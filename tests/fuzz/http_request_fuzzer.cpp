@@ -12,10 +12,10 @@
 // The services run with tiny limits (2 ms tasks, a 50 ms deadline) so that a
 // valid request costs milliseconds, not seconds.
 
-#include "samples/diagnose.hpp"
-#include "samples/report_api.hpp"
-#include "samples/service_host.hpp"
-#include "samples/sync_data.hpp"
+#include "common/service_host.hpp"
+#include "diagnose/service.hpp"
+#include "report_api/service.hpp"
+#include "sync_data/service.hpp"
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -98,7 +98,7 @@ struct fuzz_server {
     asio::io_context io{1};
     samples::sync_data_service sync{io.get_executor(), sync_options()};
     samples::report_api_service reports{io.get_executor(), report_options()};
-    samples::diagnose_service diagnose{diagnose_options()};
+    samples::diagnose_service diagnose{io.get_executor(), diagnose_options()};
     samples::service_host host{io, {&sync, &reports, &diagnose}, server_options()};
     asio::ip::tcp::endpoint endpoint;
 

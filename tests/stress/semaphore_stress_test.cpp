@@ -13,6 +13,7 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include <catch2/catch.hpp>
+#include <tame_test/peak.hpp>
 
 #include <atomic>
 #include <cstddef>
@@ -37,24 +38,6 @@ void run_on_threads(asio::io_context& io, int threads)
     }
 }
 
-/// The largest value `counter` held, kept up to date by add().
-class peak_counter {
-  public:
-    void add(std::size_t n)
-    {
-        const std::size_t now = current_.fetch_add(n) + n;
-        std::size_t seen = peak_.load();
-        while (now > seen && !peak_.compare_exchange_weak(seen, now)) {
-        }
-    }
-    void sub(std::size_t n) { current_.fetch_sub(n); }
-    std::size_t peak() const { return peak_.load(); }
-
-  private:
-    std::atomic<std::size_t> current_{0};
-    std::atomic<std::size_t> peak_{0};
-};
-
 } // namespace
 
 TEST_CASE("coroutines on several threads never hold more permits than the capacity",
@@ -65,7 +48,7 @@ TEST_CASE("coroutines on several threads never hold more permits than the capaci
     constexpr int rounds = 20;
     asio::io_context io{4};
     tame::async_semaphore sem{io, capacity};
-    peak_counter in_use;
+    tame_test::peak_counter in_use;
     std::atomic<int> finished{0};
 
     for (int id = 0; id < coroutines; ++id) {
@@ -75,9 +58,9 @@ TEST_CASE("coroutines on several threads never hold more permits than the capaci
                 for (int round = 0; round < rounds; ++round) {
                     const std::size_t n = 1 + static_cast<std::size_t>((id + round) % 3);
                     auto p = co_await sem.acquire(n);
-                    in_use.add(n);
+                    const tame_test::peak_counter::scope held{in_use,
+                                                              n}; // leaves before p releases
                     co_await asio::post(io, asio::use_awaitable);
-                    in_use.sub(n);
                 }
                 ++finished;
             },

@@ -18,12 +18,12 @@
 #include <chrono>
 #include <future>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <thread>
 #include <vector>
 
 namespace asio = boost::asio;
-using tame_test::raise_to;
 using namespace std::chrono_literals;
 
 namespace {
@@ -54,10 +54,8 @@ TEST_CASE("a pool on a multi-threaded io_context accounts for 100k tasks exactly
     tame::task_pool pool{io, options};
 
     std::vector<task_trace> traces(total);
-    std::array<std::atomic<int>, keys> key_inside{};
-    std::atomic<int> key_overlaps{0};
-    std::atomic<int> inside{0};
-    std::atomic<int> peak{0};
+    std::array<tame_test::peak_counter, keys> key_inside;
+    tame_test::peak_counter inside;
     std::atomic<int> thrown_to_runs{0};
     std::atomic<int> wrong_values{0};
     std::atomic<int> submitters_done{0};
@@ -70,25 +68,16 @@ TEST_CASE("a pool on a multi-threaded io_context accounts for 100k tasks exactly
         return [&, i]() -> asio::awaitable<int> {
             task_trace& trace = traces[static_cast<std::size_t>(i)];
             ++trace.began;
-            raise_to(peak, ++inside);
+            const tame_test::peak_counter::scope in_pool{inside};
             const bool is_keyed = i % 5 == 0 && i % 11 != 0; // as submitted below
-            const int key = i % keys;
-            if (is_keyed && ++key_inside[key] > 1) {
-                ++key_overlaps;
+            std::optional<tame_test::peak_counter::scope> in_key;
+            if (is_keyed) {
+                in_key.emplace(key_inside[static_cast<std::size_t>(i % keys)]);
             }
             struct leave {
-                std::atomic<int>& inside;
-                std::atomic<int>* key_inside;
                 task_trace& trace;
-                ~leave()
-                {
-                    if (key_inside != nullptr) {
-                        --*key_inside;
-                    }
-                    --inside;
-                    ++trace.ended;
-                }
-            } on_exit{inside, is_keyed ? &key_inside[key] : nullptr, trace};
+                ~leave() { ++trace.ended; }
+            } on_exit{trace};
 
             auto ex = co_await asio::this_coro::executor;
             auto shared = std::make_shared<int>(0); // plain int: only the strand keeps it safe
@@ -172,9 +161,11 @@ TEST_CASE("a pool on a multi-threaded io_context accounts for 100k tasks exactly
     }
     CHECK(twice == 0);
     CHECK(unended == 0);
-    CHECK(key_overlaps == 0);
+    for (const auto& key : key_inside) {
+        CHECK(key.peak() <= 1u); // same-key tasks never overlap
+    }
     CHECK(wrong_values == 0);
-    CHECK(peak <= static_cast<int>(max_capacity));
+    CHECK(inside.peak() <= max_capacity);
     CHECK(stats.running == 0);
     CHECK(stats.waiting == 0);
     CHECK(stats.submitted == stats.completed + stats.failed + stats.cancelled);

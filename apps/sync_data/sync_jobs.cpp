@@ -1,6 +1,6 @@
-#include "sync_jobs.hpp"
+#include "sync_data/sync_jobs.hpp"
 
-#include "elapsed.hpp"
+#include "common/elapsed.hpp"
 
 #include <tame/error.hpp>
 

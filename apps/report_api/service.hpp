@@ -1,6 +1,6 @@
 #pragma once
 
-#include "sample_service.hpp"
+#include "common/sample_service.hpp"
 
 #include <tame/task_pool.hpp>
 
@@ -47,14 +47,15 @@ class report_api_service : public sample_service {
 
     void add_routes(http::router& routes) override;
     void add_metrics(http::metrics_registry& metrics) override;
-    /// Closes the pool and cancels the reports still running; done once they
-    /// have ended.
-    void async_stop(std::function<void()> done) override;
 
     /// The pool, for tests and metrics.
     const tame::task_pool& pool() const noexcept { return pool_; }
 
   private:
+    /// Closes the pool and cancels the reports still running; done once they
+    /// have ended.
+    void do_async_stop(asio::any_completion_handler<void(error_code)> done) override;
+
     boost::asio::awaitable<http::response> generate(http::request_context& ctx);
     std::vector<std::int64_t> report_ids(const http::request& req) const;
 

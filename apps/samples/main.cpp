@@ -1,10 +1,10 @@
 // tame-samples: the three sample services on one port (the README's run
 // command).
-#include "samples/diagnose.hpp"
-#include "samples/report_api.hpp"
-#include "samples/service_host.hpp"
+#include "common/service_host.hpp"
+#include "diagnose/service.hpp"
+#include "report_api/service.hpp"
+#include "sync_data/service.hpp"
 
-#include "samples/sync_data.hpp"
 #include <iostream>
 
 int main(int argc, char** argv)
@@ -26,7 +26,7 @@ int main(int argc, char** argv)
         boost::asio::io_context io{static_cast<int>(app.thread_count())};
         samples::sync_data_service sync_data{io.get_executor(), sync};
         samples::report_api_service report_api{io.get_executor(), reports};
-        samples::diagnose_service diagnosis{diagnose};
+        samples::diagnose_service diagnosis{io.get_executor(), diagnose};
         return samples::run_services(io, app, {&sync_data, &report_api, &diagnosis},
                                      "tame-samples");
     } catch (const std::exception& e) {

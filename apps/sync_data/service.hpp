@@ -1,7 +1,7 @@
 #pragma once
 
-#include "sample_service.hpp"
-#include "sync_jobs.hpp"
+#include "common/sample_service.hpp"
+#include "sync_data/sync_jobs.hpp"
 
 #include <tame/cancel_source.hpp>
 #include <tame/semaphore.hpp>
@@ -54,9 +54,6 @@ class sync_data_service : public sample_service {
 
     void add_routes(http::router& routes) override;
     void add_metrics(http::metrics_registry& metrics) override;
-    /// Cancels the async jobs and refuses new sync tasks; done once the jobs
-    /// have ended.
-    void async_stop(std::function<void()> done) override;
 
     /// The async jobs, for tests.
     const sync_job_registry& jobs() const noexcept { return jobs_; }
@@ -64,13 +61,16 @@ class sync_data_service : public sample_service {
     std::size_t running_tasks() const noexcept;
 
   private:
+    /// Cancels the async jobs and refuses new sync tasks; done once the jobs
+    /// have ended.
+    void do_async_stop(asio::any_completion_handler<void(error_code)> done) override;
+
     boost::asio::awaitable<http::response> sync_data(http::request_context& ctx);
     boost::asio::awaitable<http::response> job_status(http::request_context& ctx);
     boost::asio::awaitable<http::response> cancel_job(http::request_context& ctx);
     sync_batch_spec batch_from(const http::request_context& ctx) const;
     http::response start_job(const sync_batch_spec& spec);
 
-    boost::asio::any_io_executor executor_;
     sync_data_options options_;
     tame::async_semaphore task_slots_;
     /// Parent of every job's cancel_source: async_stop() cancels them all.

@@ -1,8 +1,8 @@
 // tame-sync-data: POST /sync-data runs a batch of data-sync jobs with bounded
 // concurrency (a task_group with a limit, under a service-wide semaphore).
-#include "samples/service_host.hpp"
+#include "common/service_host.hpp"
+#include "sync_data/service.hpp"
 
-#include "samples/sync_data.hpp"
 #include <iostream>
 
 int main(int argc, char** argv)

@@ -1,6 +1,6 @@
 #pragma once
 
-#include "sample_service.hpp"
+#include "common/sample_service.hpp"
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/program_options/options_description.hpp>
@@ -41,14 +41,12 @@ inline constexpr std::size_t max_symptoms_length = 2000;
 /// after `upstream_delay` and counts the calls whose client hung up first.
 class diagnose_service : public sample_service {
   public:
-    explicit diagnose_service(diagnose_options options);
+    diagnose_service(const boost::asio::any_io_executor& ex, diagnose_options options);
 
     void add_routes(http::router& routes) override;
     void add_metrics(http::metrics_registry& metrics) override;
     /// With no --upstream, the upstream is this server's /upstream/diagnoses.
     void on_started(const boost::asio::ip::tcp::endpoint& endpoint) override;
-    /// Nothing runs outside requests: done at once.
-    void async_stop(std::function<void()> done) override { done(); }
 
     /// The URL called, once started.
     std::string upstream() const;
@@ -57,6 +55,12 @@ class diagnose_service : public sample_service {
     std::uint64_t upstream_abandoned() const noexcept { return embedded_abandoned_.load(); }
 
   private:
+    /// Nothing runs outside requests: done at once.
+    void do_async_stop(asio::any_completion_handler<void(error_code)> done) override
+    {
+        std::move(done)(error_code{});
+    }
+
     boost::asio::awaitable<http::response> diagnose(http::request_context& ctx);
     boost::asio::awaitable<http::response> embedded_upstream(http::request_context& ctx);
 

@@ -1,4 +1,4 @@
-#include "sync_batch.hpp"
+#include "sync_data/sync_batch.hpp"
 
 #include <tame/task_group.hpp>
 

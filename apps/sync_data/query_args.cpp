@@ -1,4 +1,4 @@
-#include "query_args.hpp"
+#include "sync_data/query_args.hpp"
 
 #include <tame/http/json.hpp>
 

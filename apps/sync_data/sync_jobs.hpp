@@ -1,6 +1,6 @@
 #pragma once
 
-#include "sync_batch.hpp"
+#include "sync_data/sync_batch.hpp"
 
 #include <tame/cancel_source.hpp>
 

@@ -1,7 +1,7 @@
 // tame-diagnose: GET /diagnose calls a slow upstream under a deadline that
 // really stops the call.
-#include "samples/diagnose.hpp"
-#include "samples/service_host.hpp"
+#include "common/service_host.hpp"
+#include "diagnose/service.hpp"
 
 #include <iostream>
 
@@ -17,7 +17,7 @@ int main(int argc, char** argv)
     }
     try {
         boost::asio::io_context io{static_cast<int>(app.thread_count())};
-        samples::diagnose_service service{diagnose};
+        samples::diagnose_service service{io.get_executor(), diagnose};
         return samples::run_services(io, app, {&service}, "tame-diagnose");
     } catch (const std::exception& e) {
         std::cerr << "tame-diagnose: " << e.what() << '\n';

@@ -1,4 +1,4 @@
-#include "app_options.hpp"
+#include "common/app_options.hpp"
 
 #include <boost/program_options/parsers.hpp>
 #include <boost/program_options/value_semantic.hpp>

@@ -1,6 +1,6 @@
-#include "diagnose.hpp"
+#include "diagnose/service.hpp"
 
-#include "app_options.hpp"
+#include "common/app_options.hpp"
 
 #include <tame/deadline.hpp>
 #include <tame/error.hpp>
@@ -79,7 +79,8 @@ void add_diagnose_options(po::options_description& description, diagnose_options
     description.add(diagnose);
 }
 
-diagnose_service::diagnose_service(diagnose_options options) : options_{std::move(options)}
+diagnose_service::diagnose_service(const asio::any_io_executor& ex, diagnose_options options)
+    : sample_service{ex}, options_{std::move(options)}
 {
     check_upstream(options_.upstream);
     upstream_ = options_.upstream;

@@ -1,7 +1,7 @@
 // tame-report-api: POST /reports/generate runs each report in one process-wide
 // task_pool and waits for its own (Submit + WaitGroup).
-#include "samples/report_api.hpp"
-#include "samples/service_host.hpp"
+#include "common/service_host.hpp"
+#include "report_api/service.hpp"
 
 #include <iostream>
 

@@ -1,7 +1,7 @@
-#include "report_api.hpp"
+#include "report_api/service.hpp"
 
-#include "app_options.hpp"
-#include "elapsed.hpp"
+#include "common/app_options.hpp"
+#include "common/elapsed.hpp"
 
 #include <tame/cancel_source.hpp>
 #include <tame/error.hpp>
@@ -132,7 +132,7 @@ void add_report_api_options(po::options_description& description, report_api_opt
 }
 
 report_api_service::report_api_service(const asio::any_io_executor& ex, report_api_options options)
-    : options_{std::move(options)}, pool_{ex, pool_options(options_)}
+    : sample_service{ex}, options_{std::move(options)}, pool_{ex, pool_options(options_)}
 {
 }
 
@@ -146,10 +146,11 @@ void report_api_service::add_metrics(http::metrics_registry& metrics)
     metrics.add_task_pool("reports", pool_);
 }
 
-void report_api_service::async_stop(std::function<void()> done)
+void report_api_service::do_async_stop(asio::any_completion_handler<void(error_code)> done)
 {
-    pool_.async_shutdown(std::chrono::seconds{0},
-                         [done = std::move(done)](std::size_t) { done(); });
+    pool_.async_shutdown(std::chrono::seconds{0}, [done = std::move(done)](std::size_t) mutable {
+        std::move(done)(error_code{});
+    });
 }
 
 std::vector<std::int64_t> report_api_service::report_ids(const http::request& req) const

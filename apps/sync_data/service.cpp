@@ -1,8 +1,8 @@
-#include "sync_data.hpp"
+#include "sync_data/service.hpp"
 
-#include "app_options.hpp"
-#include "elapsed.hpp"
-#include "query_args.hpp"
+#include "common/app_options.hpp"
+#include "common/elapsed.hpp"
+#include "sync_data/query_args.hpp"
 
 #include <tame/http/json.hpp>
 #include <tame/http/metrics.hpp>
@@ -69,7 +69,7 @@ void add_sync_data_options(po::options_description& description, sync_data_optio
 }
 
 sync_data_service::sync_data_service(const asio::any_io_executor& ex, sync_data_options options)
-    : executor_{ex}, options_{options}, task_slots_{ex, options.max_running_tasks},
+    : sample_service{ex}, options_{options}, task_slots_{ex, options.max_running_tasks},
       jobs_{options.max_jobs, options.job_ttl, jobs_cancel_}, jobs_running_{ex}
 {
     if (options_.tasks > options_.max_tasks || options_.concurrency > options_.max_concurrency ||
@@ -108,13 +108,14 @@ void sync_data_service::add_metrics(http::metrics_registry& metrics)
                 [this] { return static_cast<double>(jobs_.size()); });
 }
 
-void sync_data_service::async_stop(std::function<void()> done)
+void sync_data_service::do_async_stop(asio::any_completion_handler<void(error_code)> done)
 {
     // Running jobs end with their tasks cancelled; a batch asked for later is
     // refused (its tasks' acquires fail with tame::errc::closed).
     jobs_cancel_.emit();
     task_slots_.close();
-    jobs_running_.async_wait([done = std::move(done)](tame::error_code) { done(); });
+    jobs_running_.async_wait(
+        [done = std::move(done)](error_code ec) mutable { std::move(done)(ec); });
 }
 
 std::size_t sync_data_service::running_tasks() const noexcept
@@ -143,7 +144,7 @@ asio::awaitable<http::response> sync_data_service::sync_data(http::request_conte
     const auto started = clock::now();
     auto progress = std::make_shared<sync_progress>();
     try {
-        auto batch = run_sync_batch(executor_, spec, progress, task_slots_);
+        auto batch = run_sync_batch(get_executor(), spec, progress, task_slots_);
         co_await std::move(batch);
     } catch (const boost::system::system_error&) {
         tasks_done_.fetch_add(progress->done.load(), std::memory_order_relaxed);
@@ -181,10 +182,10 @@ http::response sync_data_service::start_job(const sync_batch_spec& spec)
     // The job runs on a strand of its own, so that its cancel_source (a child of
     // the service's) can cancel it from any thread. The service owns it: async_stop()
     // cancels it, and the io_context runs until it has ended.
-    auto strand = asio::make_strand(executor_);
+    auto strand = asio::make_strand(get_executor());
     jobs_running_.add();
     asio::co_spawn(
-        strand, run_sync_batch(executor_, spec, job->progress, task_slots_),
+        strand, run_sync_batch(get_executor(), spec, job->progress, task_slots_),
         job->cancel.bind(asio::bind_executor(strand, [this, job](std::exception_ptr failure) {
             tasks_done_.fetch_add(job->progress->done.load(), std::memory_order_relaxed);
             jobs_.finish(*job, failure);

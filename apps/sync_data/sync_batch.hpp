@@ -1,6 +1,6 @@
 #pragma once
 
-#include "concurrency_meter.hpp"
+#include "sync_data/concurrency_meter.hpp"
 
 #include <tame/semaphore.hpp>
 
