@@ -656,7 +656,7 @@ TEST_CASE("spawn accepts a task factory that can only be moved", "[core][task_gr
             tame::task_group group{co_await asio::this_coro::executor, 1};
             for (int i = 0; i < 2; ++i) { // the second waits for a slot
                 // Named first: g++ 12 destroys twice a lambda with an owning capture
-                // that is created inside a co_await expression (see the README).
+                // that is created inside a co_await expression (see docs/behaviour.md).
                 auto task = [&ran, counter = std::make_unique<int>(1)]() -> asio::awaitable<void> {
                     ran += *counter;
                     co_return;
