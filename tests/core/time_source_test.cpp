@@ -163,3 +163,21 @@ TEST_CASE("the steady time source waits on the steady clock and can be cancelled
 
     CHECK(cancelled.ec == asio::error::operation_aborted);
 }
+
+TEST_CASE("a completed steady wait leaves nothing in its handler's slot, so a later emit is safe",
+          "[core][time_source]")
+{
+    asio::io_context io;
+    const auto& time = tame::steady_time();
+    error_code_record wait;
+    asio::cancellation_signal signal;
+    time->async_wait_until(io.get_executor(), time->now() - 1s,
+                           asio::bind_cancellation_slot(signal.slot(), wait.handler()));
+    io.run();
+    REQUIRE(wait.completions == 1);
+
+    // The timer is gone: a canceller left in the slot would point into it.
+    CHECK_FALSE(signal.slot().has_handler());
+    signal.emit(asio::cancellation_type::terminal);
+    CHECK(wait.completions == 1);
+}

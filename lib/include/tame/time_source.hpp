@@ -5,7 +5,11 @@
 
 #include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/associated_cancellation_slot.hpp>
+#include <boost/asio/associated_executor.hpp>
 #include <boost/asio/async_result.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/bind_executor.hpp>
 #include <boost/asio/consign.hpp>
 #include <boost/asio/steady_timer.hpp>
 
@@ -88,9 +92,23 @@ class steady_time_source final : public time_source {
                     asio::any_completion_handler<void(error_code)> handler) override
     {
         auto timer = std::make_shared<asio::steady_timer>(ex, deadline);
-        // The timer honours the handler's cancellation slot; consign keeps it
-        // alive until its handler has run.
-        timer->async_wait(asio::consign(std::move(handler), timer));
+        auto slot = asio::get_associated_cancellation_slot(handler);
+        auto handler_ex = asio::get_associated_executor(handler, ex);
+        // The timer honours the handler's slot, and Asio 1.81 leaves its
+        // canceller there after the wait completes, pointing into the timer.
+        // The slot is cleared before the handler runs, so that a later emit
+        // on the caller's signal cannot reach a freed timer; consign keeps the
+        // timer alive until then.
+        timer->async_wait(asio::bind_cancellation_slot(
+            slot, asio::bind_executor(handler_ex,
+                                      asio::consign(
+                                          [slot, h = std::move(handler)](error_code ec) mutable {
+                                              if (slot.is_connected()) {
+                                                  slot.clear();
+                                              }
+                                              std::move(h)(ec);
+                                          },
+                                          timer))));
     }
 };
 

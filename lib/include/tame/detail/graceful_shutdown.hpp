@@ -171,10 +171,12 @@ class graceful_shutdown {
             return;
         }
         draining_ = true;
+        grace_waiting_ = true;
         time_->async_wait_until(
             strand_, time_->now() + grace,
             asio::bind_cancellation_slot(
                 grace_wait_.slot(), asio::bind_executor(strand_, [this, target](error_code ec) {
+                    grace_waiting_ = false;
                     if (!ec) {
                         end_grace();
                     }
@@ -197,7 +199,9 @@ class graceful_shutdown {
     void drained(std::shared_ptr<shutdown_target> target, error_code ec)
     {
         draining_ = false;
-        grace_wait_.emit(asio::cancellation_type::terminal);
+        if (grace_waiting_) { // never emitted once the wait has completed
+            grace_wait_.emit(asio::cancellation_type::terminal);
+        }
         if (ec) { // the grace period ended first
             cancel_rest(std::move(target));
             return;
@@ -247,8 +251,9 @@ class graceful_shutdown {
     asio::cancellation_signal grace_wait_;
     asio::cancellation_signal drain_wait_;
     bool started_ = false;
-    bool draining_ = false;   // the drain wait, raced by the grace wait, is pending
-    bool grace_over_ = false; // it ran out, or was cut short
+    bool draining_ = false;      // the drain wait, raced by the grace wait, is pending
+    bool grace_waiting_ = false; // the grace wait is pending
+    bool grace_over_ = false;    // it ran out, or was cut short
     bool finished_ = false;
     std::size_t cancelled_ = 0;
 };
