@@ -4,7 +4,8 @@
 # (clang-format --dry-run -Werror), naming each file and line. The files are
 # git's (tracked, plus untracked ones that .gitignore does not ignore), found
 # when the check runs, so a file added since the last configure is checked too;
-# without git, every C++ file under SOURCE_DIR outside a build tree.
+# without git (or outside a repository), every C++ file under SOURCE_DIR outside
+# a build tree.
 # Fix them with: clang-format -i <file>...
 cmake_minimum_required(VERSION 3.25)
 
@@ -26,16 +27,17 @@ endif()
 set(patterns *.cpp *.hpp *.h *.ipp *.cc *.cxx *.hxx)
 
 set(files "")
+set(git_result 1)
 find_program(GIT git)
 if(GIT AND EXISTS "${SOURCE_DIR}/.git")
     execute_process(
         COMMAND "${GIT}" ls-files --cached --others --exclude-standard -- ${patterns}
         WORKING_DIRECTORY "${SOURCE_DIR}"
         OUTPUT_VARIABLE listed
-        RESULT_VARIABLE git_result)
-    if(NOT git_result EQUAL 0)
-        message(FATAL_ERROR "git ls-files failed in ${SOURCE_DIR}")
-    endif()
+        RESULT_VARIABLE git_result
+        ERROR_QUIET)
+endif()
+if(git_result EQUAL 0)
     string(REPLACE "\n" ";" listed "${listed}")
     foreach(file IN LISTS listed)
         # A file deleted but not yet committed is still listed.
