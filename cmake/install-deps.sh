@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages tame needs to build, test and benchmark:
-# clang and its runtime for the fuzz preset, python3 for the attack scripts.
+# clang and its runtime for the fuzz preset, python3 for the attack scripts,
+# clang-format (14) for the format test, ccache to compile each object once.
 # Does nothing (and needs no root) when every package is already there.
 set -euo pipefail
 
@@ -11,6 +12,7 @@ packages=(
     catch2 libbenchmark-dev
     clang libclang-rt-14-dev
     python3
+    clang-format ccache
 )
 
 missing=()
