@@ -2,13 +2,13 @@
 
 #include "common/app_options.hpp"
 
-#include <tame/deadline.hpp>
+#include <tame/cancel_source.hpp>
 #include <tame/error.hpp>
 #include <tame/http/client.hpp>
 #include <tame/http/json.hpp>
 #include <tame/http/request_context.hpp>
 
-#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/bind_executor.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json/parse.hpp>
@@ -18,6 +18,7 @@
 #include <boost/url/url.hpp>
 
 #include <array>
+#include <exception>
 #include <string_view>
 
 namespace asio = boost::asio;
@@ -53,6 +54,44 @@ boost::json::array candidates(std::string_view symptoms)
     return out;
 }
 
+/// Runs `op` until `timeout` has passed on `time`, as tame::with_timeout() does
+/// on the steady clock: what `op` returns if it ends first; else `op` is
+/// cancelled at the deadline, awaited to its end, and tame::errc::timed_out is
+/// thrown, whatever it ended with.
+template <class T>
+asio::awaitable<T> within(tame::time_source& time, std::chrono::milliseconds timeout,
+                          asio::awaitable<T> op)
+{
+    const auto ex = co_await asio::this_coro::executor;
+    tame::cancel_source deadline; // emitted when the time is up
+    tame::cancel_source op_ended; // takes back the wait for the deadline
+    time.async_wait_until(
+        ex, time.now() + timeout,
+        op_ended.bind(asio::bind_executor(ex, [deadline](tame::error_code ec) mutable {
+            if (!ec) {
+                deadline.emit();
+            }
+        })));
+    std::exception_ptr failure;
+    T result{};
+    try {
+        // Named before the co_await: g++ 12 destroys some temporaries made inside one twice.
+        auto until_deadline = tame::with_cancellation(std::move(op), deadline);
+        result = co_await std::move(until_deadline);
+    } catch (...) {
+        failure = std::current_exception();
+    }
+    op_ended.emit();
+    // Once the deadline has come, even a late success gives way to timed_out.
+    if (deadline.cancelled()) {
+        throw boost::system::system_error{tame::errc::timed_out};
+    }
+    if (failure) {
+        std::rethrow_exception(failure);
+    }
+    co_return result;
+}
+
 void check_upstream(const std::string& url)
 {
     if (url.empty()) {
@@ -80,7 +119,8 @@ void add_diagnose_options(po::options_description& description, diagnose_options
 }
 
 diagnose_service::diagnose_service(const asio::any_io_executor& ex, diagnose_options options)
-    : sample_service{ex}, options_{std::move(options)}
+    : sample_service{ex}, options_{std::move(options)}, time_{options_.time ? options_.time
+                                                                            : tame::steady_time()}
 {
     check_upstream(options_.upstream);
     upstream_ = options_.upstream;
@@ -157,9 +197,9 @@ asio::awaitable<http::response> diagnose_service::diagnose(http::request_context
     try {
         // context.WithTimeout + select, where the loser really stops: at the
         // deadline the client call is cancelled (its socket closed) and awaited.
-        auto call = tame::with_timeout(
-            http::async_get(ctx.get_executor(), target.buffer(), asio::use_awaitable),
-            options_.deadline);
+        auto call =
+            within(*time_, options_.deadline,
+                   http::async_get(ctx.get_executor(), target.buffer(), asio::use_awaitable));
         answer = co_await std::move(call);
     } catch (const boost::system::system_error& e) {
         if (e.code() == tame::errc::timed_out) {
@@ -210,9 +250,10 @@ asio::awaitable<http::response> diagnose_service::diagnose(http::request_context
 asio::awaitable<http::response> diagnose_service::embedded_upstream(http::request_context& ctx)
 {
     const auto symptoms = ctx.query("symptoms").value_or("");
-    asio::steady_timer slow{co_await asio::this_coro::executor, options_.upstream_delay};
+    const auto ex = co_await asio::this_coro::executor;
     try {
-        co_await slow.async_wait(asio::use_awaitable);
+        co_await time_->async_wait_until(ex, time_->now() + options_.upstream_delay,
+                                         asio::use_awaitable);
     } catch (const boost::system::system_error&) {
         if (ctx.cancel_reason() == http::cancel_reason::client_gone) {
             embedded_abandoned_.fetch_add(1, std::memory_order_relaxed);

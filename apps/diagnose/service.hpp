@@ -2,12 +2,15 @@
 
 #include "common/sample_service.hpp"
 
+#include <tame/time_source.hpp>
+
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/program_options/options_description.hpp>
 
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <string>
 
@@ -21,6 +24,9 @@ struct diagnose_options {
     std::chrono::milliseconds deadline{2000};
     /// How long the embedded upstream takes to answer.
     std::chrono::milliseconds upstream_delay{3000};
+    /// Where the deadline and the embedded upstream's delay are measured and
+    /// waited for: the steady clock, unless a test gives a tame::manual_time.
+    std::shared_ptr<tame::time_source> time = tame::steady_time();
 };
 
 /// Adds tame-diagnose's flags, bound to `options`.
@@ -34,8 +40,9 @@ inline constexpr std::size_t max_symptoms_length = 2000;
 /// GET /diagnose?symptoms=…: calls a slow upstream over real HTTP under a
 /// deadline, as the source article's third service does with
 /// context.WithTimeout and select, except that at the deadline the call is
-/// over: tame::with_timeout cancels the client operation, which closes its
-/// socket, and waits for it to end before the handler answers 408.
+/// over: a tame::cancel_source emitted at the deadline cancels the client
+/// operation, which closes its socket, and tame::with_cancellation waits for it
+/// to end before the handler answers 408.
 ///
 /// Also serves the embedded upstream, GET /upstream/diagnoses, which answers
 /// after `upstream_delay` and counts the calls whose client hung up first.
@@ -65,6 +72,7 @@ class diagnose_service : public sample_service {
     boost::asio::awaitable<http::response> embedded_upstream(http::request_context& ctx);
 
     diagnose_options options_;
+    std::shared_ptr<tame::time_source> time_;
     mutable std::mutex mutex_;
     std::string upstream_;
 

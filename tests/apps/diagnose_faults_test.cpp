@@ -1,11 +1,13 @@
 // GET /diagnose against upstreams that fail at the TCP and HTTP level: each
-// fault gives the documented answer well before the deadline (or at it), the
-// upstream sees its caller close the connection, and the service goes on.
+// fault gives the documented answer while the service's clock stands still, so
+// never from the deadline (or, for a stall, at the deadline and not before),
+// the upstream sees its caller close the connection, and the service goes on.
 #include "hosted_service.hpp"
 
 #include "diagnose/service.hpp"
 
 #include <tame/http/client.hpp>
+#include <tame/manual_time.hpp>
 
 #include <catch2/catch.hpp>
 
@@ -135,38 +137,64 @@ class raw_upstream {
     std::jthread thread_;
 };
 
-diagnose_options upstream_at(std::string url, std::chrono::milliseconds deadline = 2000ms)
+/// The service's deadline is measured on `time`, a clock that moves only when
+/// a test advances it: an answer that comes while it stands still did not come
+/// from the deadline.
+diagnose_options upstream_at(std::string url, std::shared_ptr<tame::manual_time> time,
+                             std::chrono::milliseconds deadline = 2000ms)
 {
     diagnose_options options;
     options.upstream = std::move(url);
     options.deadline = deadline;
+    options.time = std::move(time);
     return options;
 }
 
-/// One GET /diagnose, and how long its answer took.
-struct timed_answer {
-    std::optional<answer> a;
-    std::chrono::steady_clock::duration took;
-};
-
-timed_answer diagnose(const diagnose_host& host)
+/// One GET /diagnose, answered while the clock stands still.
+std::optional<answer> diagnose(const diagnose_host& host)
 {
-    const auto started = std::chrono::steady_clock::now();
-    auto a = call(host.port(), "GET", "/diagnose?symptoms=fever");
-    return {std::move(a), std::chrono::steady_clock::now() - started};
+    return call(host.port(), "GET", "/diagnose?symptoms=fever");
 }
 
-/// What every fault must leave: no handler running, the upstream's connection
-/// closed by its caller, and a service that answers the next call the same way.
-void check_nothing_left(diagnose_host& host, raw_upstream& upstream, unsigned status)
+/// One GET /diagnose to an upstream that stalls: nothing comes back 1 ms
+/// before the deadline, the answer comes once the clock reaches it.
+std::optional<answer> diagnose_until_deadline(const diagnose_host& host, raw_upstream& upstream,
+                                              tame::manual_time& time,
+                                              std::chrono::milliseconds deadline)
+{
+    const int requests = upstream.requests + 1;
+    tame_test::raw_client client{host.port()};
+    client.send(tame_test::request_text("GET", "/diagnose?symptoms=fever"));
+    // The call is under way, so its deadline has been counting since now.
+    REQUIRE(eventually([&] { return upstream.requests == requests; }));
+
+    time.advance(deadline - 1ms);
+    CHECK(client.nothing_arrived());
+    time.advance(1ms);
+    return answer_of(client.read_response());
+}
+
+/// What every fault must leave: no handler running, no deadline waiting, the
+/// upstream's connection closed by its caller, and a service that answers the
+/// next call the same way (`again`).
+void check_nothing_left(diagnose_host& host, raw_upstream& upstream, tame::manual_time& time,
+                        unsigned status, const std::function<std::optional<answer>()>& again)
 {
     CHECK(eventually([&] { return upstream.closed_by_caller == 1; }, 2000ms));
     CHECK(eventually([&] { return host.server().metrics().in_flight() == 0; }, 2000ms));
-    auto again = call(host.port(), "GET", "/diagnose?symptoms=cough");
-    REQUIRE(again);
-    CHECK(again->status() == status);
+    CHECK(eventually([&] { return time.waiting() == 0; }, 2000ms));
+    auto next = again();
+    REQUIRE(next);
+    CHECK(next->status() == status);
     CHECK(eventually([&] { return upstream.closed_by_caller == 2; }, 2000ms));
     CHECK(upstream.requests == 2);
+}
+
+/// check_nothing_left() for a fault answered while the clock stands still.
+void check_nothing_left(diagnose_host& host, raw_upstream& upstream, tame::manual_time& time,
+                        unsigned status)
+{
+    check_nothing_left(host, upstream, time, status, [&] { return diagnose(host); });
 }
 
 std::string failed_calls(diagnose_host& host)
@@ -188,15 +216,17 @@ TEST_CASE("diagnose answers 502 at once when the upstream closes without answeri
         socket.close();
         co_return;
     }};
-    diagnose_host host{upstream_at(upstream.url())};
+    auto time = std::make_shared<tame::manual_time>();
+    diagnose_host host{upstream_at(upstream.url(), time)};
 
-    auto [a, took] = diagnose(host);
+    auto a = diagnose(host);
 
     REQUIRE(a);
     CHECK(a->status() == 502);
     CHECK(a->error().find("could not be reached") != std::string::npos);
-    CHECK(took < 1500ms);
     CHECK(failed_calls(host) == "1");
+    // Its deadline, never reached, is not left waiting.
+    CHECK(eventually([&] { return time->waiting() == 0; }, 2000ms));
 }
 
 TEST_CASE("diagnose answers 502 at once when the upstream resets the connection mid-response",
@@ -213,36 +243,37 @@ TEST_CASE("diagnose answers 502 at once when the upstream resets the connection 
         socket.set_option(asio::socket_base::linger{true, 0});
         socket.close();
     }};
-    diagnose_host host{upstream_at(upstream.url())};
+    auto time = std::make_shared<tame::manual_time>();
+    diagnose_host host{upstream_at(upstream.url(), time)};
 
-    auto [a, took] = diagnose(host);
+    auto a = diagnose(host);
 
     REQUIRE(a);
     CHECK(a->status() == 502);
     CHECK(a->error().find("could not be reached") != std::string::npos);
-    CHECK(took < 1500ms);
     CHECK(eventually([&] { return host.server().metrics().in_flight() == 0; }, 2000ms));
+    CHECK(eventually([&] { return time->waiting() == 0; }, 2000ms));
     auto again = call(host.port(), "GET", "/diagnose?symptoms=cough");
     REQUIRE(again);
     CHECK(again->status() == 502);
     CHECK(upstream.requests == 2);
 }
 
-TEST_CASE(
-    "diagnose answers 408 at the deadline when the upstream stalls, and closes its connection",
-    "[apps][diagnose][faults]")
+TEST_CASE("diagnose answers 408 at the deadline, not before, when the upstream stalls, and "
+          "closes its connection",
+          "[apps][diagnose][faults]")
 {
     raw_upstream upstream{[](raw_upstream&, tcp::socket&) -> asio::awaitable<void> { co_return; }};
-    diagnose_host host{upstream_at(upstream.url(), 300ms)};
+    auto time = std::make_shared<tame::manual_time>();
+    diagnose_host host{upstream_at(upstream.url(), time, 300ms)};
 
-    auto [a, took] = diagnose(host);
+    auto a = diagnose_until_deadline(host, upstream, *time, 300ms);
 
     REQUIRE(a);
     CHECK(a->status() == 408);
     CHECK(a->error().find("did not answer within 300 ms") != std::string::npos);
-    CHECK(took >= 300ms);
-    CHECK(took < 2000ms);
-    check_nothing_left(host, upstream, 408);
+    check_nothing_left(host, upstream, *time, 408,
+                       [&] { return diagnose_until_deadline(host, upstream, *time, 300ms); });
 }
 
 TEST_CASE("diagnose answers 502 at once when the upstream answers something other than HTTP",
@@ -254,14 +285,14 @@ TEST_CASE("diagnose answers 502 at once when the upstream answers something othe
             "SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n\x01\x02\x03 not http at all\r\n\r\n";
         co_await asio::async_write(socket, asio::buffer(garbage), asio::use_awaitable);
     }};
-    diagnose_host host{upstream_at(upstream.url())};
+    auto time = std::make_shared<tame::manual_time>();
+    diagnose_host host{upstream_at(upstream.url(), time)};
 
-    auto [a, took] = diagnose(host);
+    auto a = diagnose(host);
 
     REQUIRE(a);
     CHECK(a->status() == 502);
-    CHECK(took < 1500ms);
-    check_nothing_left(host, upstream, 502);
+    check_nothing_left(host, upstream, *time, 502);
 }
 
 TEST_CASE("diagnose answers 502 at once to an endless body and stops reading it at the body limit",
@@ -285,19 +316,19 @@ TEST_CASE("diagnose answers 502 at once to an endless body and stops reading it 
         co_await asio::async_write(socket, asio::buffer(head), asio::use_awaitable);
         co_await self.stream(socket, chunk);
     }};
-    diagnose_host host{upstream_at(upstream.url())};
+    auto time = std::make_shared<tame::manual_time>();
+    diagnose_host host{upstream_at(upstream.url(), time)};
 
-    auto [a, took] = diagnose(host);
+    auto a = diagnose(host);
 
     REQUIRE(a);
     CHECK(a->status() == 502);
     CHECK(a->error().find("body limit") != std::string::npos);
-    CHECK(took < 1500ms);
     // The caller read at most its 8 MiB body limit: what the upstream got out
     // beyond that sits in the two sockets' kernel buffers.
     CHECK(eventually([&] { return upstream.closed_by_caller == 1; }, 2000ms));
     CHECK(upstream.sent < http::client_options{}.body_limit + 16 * 1024 * 1024);
-    check_nothing_left(host, upstream, 502);
+    check_nothing_left(host, upstream, *time, 502);
 }
 
 TEST_CASE("diagnose answers 502 at once to a header block over the client's limit",
@@ -308,13 +339,13 @@ TEST_CASE("diagnose answers 502 at once to a header block over the client's limi
         co_await asio::async_write(socket, asio::buffer(status_line), asio::use_awaitable);
         co_await self.stream(socket, "X-Filler: " + std::string(1000, 'a') + "\r\n");
     }};
-    diagnose_host host{upstream_at(upstream.url())};
+    auto time = std::make_shared<tame::manual_time>();
+    diagnose_host host{upstream_at(upstream.url(), time)};
 
-    auto [a, took] = diagnose(host);
+    auto a = diagnose(host);
 
     REQUIRE(a);
     CHECK(a->status() == 502);
     CHECK(a->error().find("header limit") != std::string::npos);
-    CHECK(took < 1500ms);
-    check_nothing_left(host, upstream, 502);
+    check_nothing_left(host, upstream, *time, 502);
 }

@@ -4,6 +4,7 @@
 
 #include <tame/http/json.hpp>
 #include <tame/http/request_context.hpp>
+#include <tame/manual_time.hpp>
 
 #include <catch2/catch.hpp>
 
@@ -12,6 +13,7 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include <atomic>
+#include <memory>
 #include <mutex>
 #include <string>
 
@@ -22,16 +24,26 @@ using diagnose_host = hosted_service<diagnose_service>;
 
 namespace {
 
-diagnose_options embedded(std::chrono::milliseconds delay, std::chrono::milliseconds deadline)
+/// The service's clock in these tests: it moves only when a test advances it,
+/// so a deadline passes when the test says so, and never otherwise.
+std::shared_ptr<tame::manual_time> manual_clock()
+{
+    return std::make_shared<tame::manual_time>();
+}
+
+diagnose_options embedded(std::chrono::milliseconds delay, std::chrono::milliseconds deadline,
+                          std::shared_ptr<tame::manual_time> time = manual_clock())
 {
     diagnose_options options;
     options.upstream_delay = delay;
     options.deadline = deadline;
+    options.time = std::move(time);
     return options;
 }
 
 /// A stand-in for a third-party diagnosis service: answers `status` with
-/// `body` after `delay`, and records what it saw.
+/// `body` after `delay`, and records what it saw. Its server's timeouts and
+/// client-gone sweeps run on `time`.
 struct fake_upstream {
     struct seen {
         std::mutex mutex;
@@ -40,8 +52,9 @@ struct fake_upstream {
         std::atomic<bool> caller_gone{false};
     };
 
-    fake_upstream(std::chrono::milliseconds delay, http::status status, std::string body)
-        : server{routes(delay, status, std::move(body), log)}
+    fake_upstream(std::chrono::milliseconds delay, http::status status, std::string body,
+                  std::shared_ptr<tame::time_source> time = tame::steady_time())
+        : server{routes(delay, status, std::move(body), log), tame_test::test_options(time)}
     {
     }
 
@@ -76,11 +89,13 @@ struct fake_upstream {
     tame_test::test_server server;
 };
 
-diagnose_options upstream_at(std::string url, std::chrono::milliseconds deadline = 2000ms)
+diagnose_options upstream_at(std::string url, std::chrono::milliseconds deadline = 2000ms,
+                             std::shared_ptr<tame::manual_time> time = manual_clock())
 {
     diagnose_options options;
     options.upstream = std::move(url);
     options.deadline = deadline;
+    options.time = std::move(time);
     return options;
 }
 
@@ -89,8 +104,16 @@ diagnose_options upstream_at(std::string url, std::chrono::milliseconds deadline
 TEST_CASE("diagnose answers 200 with the upstream's data when it answers in time",
           "[apps][diagnose]")
 {
-    diagnose_host host{embedded(10ms, 2000ms)};
-    auto a = call(host.port(), "GET", "/diagnose?symptoms=fever,cough");
+    auto time = manual_clock();
+    diagnose_host host{embedded(10ms, 2000ms, time)};
+    tame_test::raw_client client{host.port()};
+    client.send(tame_test::request_text("GET", "/diagnose?symptoms=fever,cough"));
+    // The call's deadline and the embedded upstream's delay are both counting.
+    REQUIRE(eventually([&] { return time->waiting() == 2; }));
+
+    time->advance(10ms);
+    auto a = answer_of(client.read_response());
+
     REQUIRE(a);
     CHECK(a->status() == 200);
     const auto& data = a->object().at("data").as_object();
@@ -111,28 +134,49 @@ TEST_CASE("diagnose without symptoms is a 400", "[apps][diagnose]")
     }
 }
 
-TEST_CASE("diagnose answers 408 at the deadline and the upstream sees its connection closed",
+TEST_CASE("diagnose answers 408 at the deadline, not before, and the upstream sees its connection "
+          "closed",
           "[apps][diagnose]")
 {
-    fake_upstream upstream{5000ms, http::status::ok, R"({"diagnoses":[]})"};
-    diagnose_host host{upstream_at(upstream.url(), 200ms)};
-    const auto started = std::chrono::steady_clock::now();
-    auto a = call(host.port(), "GET", "/diagnose?symptoms=fever");
-    const auto took = std::chrono::steady_clock::now() - started;
+    // An upstream that never answers: only the deadline ends the call. The
+    // service and the upstream's server share one clock.
+    auto time = manual_clock();
+    fake_upstream upstream{std::chrono::hours{1}, http::status::ok, R"({"diagnoses":[]})", time};
+    diagnose_host host{upstream_at(upstream.url(), 200ms, time)};
+    tame_test::raw_client client{host.port()};
+    client.send(tame_test::request_text("GET", "/diagnose?symptoms=fever"));
+    REQUIRE(eventually([&] { return upstream.log->calls == 1; }));
+
+    // The upstream's server watches the call from its first sweep (within 100 ms).
+    time->advance(200ms - 1ms);
+    CHECK(client.nothing_arrived());
+    CHECK_FALSE(upstream.log->caller_gone);
+    time->advance(1ms);
+    auto a = answer_of(client.read_response());
+
     REQUIRE(a);
     CHECK(a->status() == 408);
     CHECK(a->error().find("did not answer within 200 ms") != std::string::npos);
-    CHECK(took >= 200ms);
-    CHECK(took < 4000ms);
-    // The call was really stopped: the upstream's server saw its client leave
-    // (within its disconnect-watch interval), long before its 5 s answer.
+    // The call was really stopped: the upstream's server saw its client leave,
+    // though it would never have answered.
     CHECK(eventually([&] { return upstream.log->caller_gone.load(); }, 2000ms));
 }
 
 TEST_CASE("the embedded upstream counts a caller that hung up at the deadline", "[apps][diagnose]")
 {
-    diagnose_host host{embedded(3000ms, 100ms)};
-    auto a = call(host.port(), "GET", "/diagnose?symptoms=rash");
+    // The server, which watches the embedded upstream's handler for its caller
+    // leaving from its first sweep (within 100 ms), shares the service's clock.
+    auto time = manual_clock();
+    diagnose_host host{embedded(3000ms, 100ms, time), 2, tame_test::test_options(time)};
+    tame_test::raw_client client{host.port()};
+    client.send(tame_test::request_text("GET", "/diagnose?symptoms=rash"));
+    // The server's sweeper, the call's deadline and the embedded upstream's
+    // delay are all counting.
+    REQUIRE(eventually([&] { return time->waiting() == 3; }));
+
+    time->advance(100ms);
+    auto a = answer_of(client.read_response());
+
     REQUIRE(a);
     CHECK(a->status() == 408);
     CHECK(eventually([&] { return host.service().upstream_abandoned() == 1; }, 2000ms));
@@ -191,18 +235,25 @@ TEST_CASE("an overloaded upstream makes diagnose answer 503 with Retry-After",
     // leaves no room for its own upstream call.
     auto server_options = tame_test::test_options();
     server_options.max_in_flight = 3;
-    diagnose_host host{embedded(500ms, 3000ms), 2, server_options};
-    std::optional<answer> first;
-    std::jthread client{[&] { first = call(host.port(), "GET", "/diagnose?symptoms=fever"); }};
-    REQUIRE(eventually([&] { return host.server().metrics().in_flight() == 2; }));
+    auto time = manual_clock();
+    diagnose_host host{embedded(500ms, 3000ms, time), 2, server_options};
+    tame_test::raw_client first{host.port()};
+    first.send(tame_test::request_text("GET", "/diagnose?symptoms=fever"));
+    // The call's deadline and the embedded upstream's delay are both counting.
+    REQUIRE(eventually([&] { return time->waiting() == 2; }));
+    REQUIRE(host.server().metrics().in_flight() == 2);
+
+    // The first upstream call cannot end while the clock stands still.
     auto second = call(host.port(), "GET", "/diagnose?symptoms=cough");
+    time->advance(500ms);
+    auto served = answer_of(first.read_response());
+
     REQUIRE(second);
     CHECK(second->status() == 503);
     CHECK(second->error().find("overloaded") != std::string::npos);
     CHECK(!second->response[http::field::retry_after].empty());
-    client.join();
-    REQUIRE(first);
-    CHECK(first->status() == 200);
+    REQUIRE(served);
+    CHECK(served->status() == 200);
 }
 
 TEST_CASE("diagnose answers 502 when the upstream answers an error", "[apps][diagnose][faults]")

@@ -6,6 +6,7 @@
 
 #include "common/service_host.hpp"
 
+#include <tame_test/eventually.hpp>
 #include <tame_test/http_harness.hpp>
 
 #include <boost/asio/io_context.hpp>
@@ -20,6 +21,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <utility>
 #include <vector>
 
 namespace apps_test {
@@ -100,6 +102,18 @@ struct answer {
     }
 };
 
+/// `res` as an answer; nothing if there was no response.
+inline std::optional<answer> answer_of(std::optional<http::response> res)
+{
+    if (!res) {
+        return std::nullopt;
+    }
+    answer out{std::move(*res), {}};
+    boost::system::error_code ec;
+    out.json = boost::json::parse(out.response.body(), ec);
+    return out;
+}
+
 /// Sends one request on a new connection and reads the answer; nothing when
 /// no answer came within `limit`.
 inline std::optional<answer> call(std::uint16_t port, std::string_view method,
@@ -110,14 +124,7 @@ inline std::optional<answer> call(std::uint16_t port, std::string_view method,
     client.send(tame_test::request_text(
         method, target, body.empty() ? std::string_view{} : "Content-Type: application/json\r\n",
         body));
-    auto res = client.read_response(false, limit);
-    if (!res) {
-        return std::nullopt;
-    }
-    answer out{std::move(*res), {}};
-    boost::system::error_code ec;
-    out.json = boost::json::parse(out.response.body(), ec);
-    return out;
+    return answer_of(client.read_response(false, limit));
 }
 
 /// The same request from `clients` threads at once; their answers.
@@ -136,17 +143,11 @@ inline std::vector<std::optional<answer>> call_concurrently(std::size_t clients,
     return answers;
 }
 
-/// Polls `done` every 5 ms for up to `limit`; whether it came true.
+/// Whether `done` comes true within `limit`: for an effect of the server's
+/// threads (tame_test::eventually), never for time.
 inline bool eventually(const std::function<bool()>& done, std::chrono::milliseconds limit = 5000ms)
 {
-    const auto deadline = std::chrono::steady_clock::now() + limit;
-    while (!done()) {
-        if (std::chrono::steady_clock::now() > deadline) {
-            return false;
-        }
-        std::this_thread::sleep_for(5ms);
-    }
-    return true;
+    return tame_test::eventually(done, limit);
 }
 
 /// A JSON number as a double, whichever kind Boost.JSON stored.

@@ -2,8 +2,11 @@
 
 #include <tame/http/json.hpp>
 #include <tame/http/request_context.hpp>
+#include <tame/manual_time.hpp>
 #include <tame/semaphore.hpp>
+#include <tame/time_source.hpp>
 
+#include <tame_test/eventually.hpp>
 #include <tame_test/http_harness.hpp>
 #include <tame_test/prometheus_text.hpp>
 
@@ -23,8 +26,10 @@
 namespace asio = boost::asio;
 namespace http = tame::http;
 using namespace std::chrono_literals;
+using tame_test::eventually;
 using tame_test::raw_client;
 using tame_test::request_text;
+using tame_test::stepped_server;
 using tame_test::test_options;
 using tame_test::test_server;
 
@@ -40,20 +45,23 @@ http::handler text(std::string body)
     };
 }
 
-/// A handler that waits `wait` on a timer, recording how the wait ended.
+/// A handler that waits `wait` on `time` (the steady clock, or a test's
+/// manual_time), recording how the wait ended.
 struct sleeping_handler {
     std::chrono::milliseconds wait;
+    std::shared_ptr<tame::time_source> time = tame::steady_time();
     std::shared_ptr<std::promise<http::cancel_reason>> outcome =
         std::make_shared<std::promise<http::cancel_reason>>();
+    std::shared_future<http::cancel_reason> ended = outcome->get_future().share();
     std::shared_ptr<std::atomic<int>> started = std::make_shared<std::atomic<int>>(0);
 
     http::handler get() const
     {
-        return [wait = wait, outcome = outcome,
+        return [wait = wait, time = time, outcome = outcome,
                 started = started](http::request_context& ctx) -> asio::awaitable<http::response> {
             ++*started;
-            asio::steady_timer timer{ctx.get_executor(), wait};
-            auto [ec] = co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+            auto [ec] = co_await time->async_wait_until(ctx.get_executor(), time->now() + wait,
+                                                        asio::as_tuple(asio::use_awaitable));
             outcome->set_value(ctx.cancel_reason());
             if (ec) {
                 throw boost::system::system_error{ec};
@@ -62,27 +70,19 @@ struct sleeping_handler {
         };
     }
 
-    std::optional<http::cancel_reason> result(std::chrono::seconds limit = 10s)
+    /// Whether the wait has ended, by its time or by a cancellation; never waits.
+    bool has_ended() const { return ended.wait_for(0s) == std::future_status::ready; }
+
+    /// Why the wait ended (cancel_reason::none: its time came); nothing if it
+    /// has not ended within `limit`.
+    std::optional<http::cancel_reason> result(std::chrono::seconds limit = 10s) const
     {
-        auto f = outcome->get_future();
-        if (f.wait_for(limit) != std::future_status::ready) {
+        if (ended.wait_for(limit) != std::future_status::ready) {
             return std::nullopt;
         }
-        return f.get();
+        return ended.get();
     }
 };
-
-bool wait_for(const std::function<bool()>& done, std::chrono::seconds limit = 10s)
-{
-    const auto deadline = std::chrono::steady_clock::now() + limit;
-    while (!done()) {
-        if (std::chrono::steady_clock::now() > deadline) {
-            return false;
-        }
-        std::this_thread::yield();
-    }
-    return true;
-}
 
 std::string error_of(const http::response& res)
 {
@@ -278,7 +278,7 @@ TEST_CASE("a kept-alive connection serves requests one after another", "[http][s
 
     // The server records a request once its answer is written, just after the
     // client has it.
-    CHECK(wait_for([&] { return server.server().metrics().requests(0, 200) == 3; }));
+    CHECK(eventually([&] { return server.server().metrics().requests(0, 200) == 3; }));
     CHECK(server.server().metrics().connections() == 1);
 }
 
@@ -521,71 +521,97 @@ TEST_CASE("an Expect other than 100-continue is answered 417", "[http][server]")
     CHECK(res->result() == http::status::expectation_failed);
 }
 
-TEST_CASE("a connection that sends nothing is closed after the header timeout", "[http][server]")
+TEST_CASE("a connection that sends nothing is closed once the header timeout has passed",
+          "[http][server]")
 {
     auto options = test_options();
-    options.header_timeout = 200ms;
-    test_server server{http::router{}.get("/hello", text("hi")), options};
-    raw_client client{server.port()};
+    options.header_timeout = 5s;
+    stepped_server server{http::router{}.get("/hello", text("hi")), options};
+    auto client = server.connect();
+    // Accepted: its header timeout runs from now.
+    REQUIRE(server.run_until([&] { return server.server().metrics().connections() == 1; }));
 
-    CHECK(client.closed_by_server(5s));
+    server.advance(5s - 1ms);
+    CHECK(server.server().metrics().connections() == 1);
+    CHECK(client.nothing_arrived());
+    // The sweep after the deadline closes it: a timeout fires at most a tenth late.
+    server.advance(500ms);
+
+    CHECK(server.server().metrics().connections() == 0);
+    CHECK(client.closed_by_server());
 }
 
-TEST_CASE("a client sending its headers too slowly is disconnected (slowloris)", "[http][server]")
+TEST_CASE("a client sending its headers too slowly is disconnected at the header timeout "
+          "(slowloris)",
+          "[http][server]")
 {
     auto options = test_options();
-    options.header_timeout = 300ms;
-    test_server server{http::router{}.get("/hello", text("hi")), options};
-    raw_client client{server.port()};
-    bool refused = false;
-
-    // One header byte every 50 ms never completes the headers within 300 ms.
+    options.header_timeout = 3s;
+    stepped_server server{http::router{}.get("/hello", text("hi")), options};
+    auto client = server.connect();
     const std::string request =
         request_text("GET", "/hello", "X-Slow: " + std::string(200, 's') + "\r\n");
-    for (char c : request) {
-        boost::system::error_code ec;
-        boost::asio::write(client.socket(), boost::asio::buffer(&c, 1), ec);
-        if (ec) {
-            refused = true;
-            break;
-        }
-        std::this_thread::sleep_for(50ms);
-    }
+    client.send(request.substr(0, 1));
+    REQUIRE(server.run_until([&] { return server.server().metrics().connections() == 1; }));
 
-    CHECK((refused || client.closed_by_server(5s)));
+    // One header byte every 100 ms: each keeps coming, none extends the timeout.
+    for (std::size_t i = 1; i < 30; ++i) {
+        server.advance(100ms);
+        client.send(request.substr(i, 1));
+        server.poll();
+        REQUIRE(server.server().metrics().connections() == 1);
+    }
+    CHECK(client.nothing_arrived());
+    server.advance(100ms + 300ms); // 3 s since the first byte, and a tenth
+
+    CHECK(server.server().metrics().connections() == 0);
+    CHECK(client.closed_by_server());
 }
 
-TEST_CASE("an idle kept-alive connection is closed after the idle timeout", "[http][server]")
+TEST_CASE("an idle kept-alive connection is closed once the idle timeout has passed",
+          "[http][server]")
 {
     auto options = test_options();
-    options.idle_timeout = 200ms;
-    test_server server{http::router{}.get("/hello", text("hi")), options};
-    raw_client client{server.port()};
-
+    options.idle_timeout = 5s;
+    stepped_server server{http::router{}.get("/hello", text("hi")), options};
+    auto client = server.connect();
     client.send(request_text("GET", "/hello"));
     auto res = client.read_response();
-
     REQUIRE(res);
-    CHECK(res->keep_alive());
-    CHECK(client.closed_by_server(5s));
+    REQUIRE(res->keep_alive());
+
+    // Idle from its answer on.
+    server.advance(5s - 1ms);
+    CHECK(server.server().metrics().connections() == 1);
+    CHECK(client.nothing_arrived());
+    server.advance(500ms);
+
+    CHECK(server.server().metrics().connections() == 0);
+    CHECK(client.closed_by_server());
 }
 
 TEST_CASE("a handler that outlives the request timeout is cancelled and answered 503",
           "[http][server]")
 {
     auto options = test_options();
-    options.request_timeout = 200ms;
-    sleeping_handler sleeper{60s};
-    test_server server{http::router{}.get("/slow", sleeper.get()), options};
-    raw_client client{server.port()};
-
+    options.request_timeout = 2s;
+    auto time = std::make_shared<tame::manual_time>();
+    sleeping_handler sleeper{60s, time};
+    stepped_server server{http::router{}.get("/slow", sleeper.get()), options, time};
+    auto client = server.connect();
     client.send(request_text("GET", "/slow"));
+    REQUIRE(server.run_until([&] { return *sleeper.started == 1; }));
+
+    server.advance(2s - 1ms);
+    CHECK_FALSE(sleeper.has_ended());
+    CHECK(client.nothing_arrived());
+    server.advance(200ms);
     auto res = client.read_response();
 
+    CHECK(sleeper.result() == http::cancel_reason::deadline);
     REQUIRE(res);
     CHECK(res->result() == http::status::service_unavailable);
     CHECK(error_of(*res) == "request deadline exceeded");
-    CHECK(sleeper.result() == http::cancel_reason::deadline);
 }
 
 TEST_CASE("requests over the in-flight cap are answered 503 with Retry-After", "[http][server]")
@@ -600,7 +626,7 @@ TEST_CASE("requests over the in-flight cap are answered 503 with Retry-After", "
     raw_client shed{server.port()};
 
     busy.send(request_text("GET", "/slow"));
-    REQUIRE(wait_for([&] { return *sleeper.started == 1; }));
+    REQUIRE(eventually([&] { return *sleeper.started == 1; }));
     shed.send(request_text("GET", "/hello"));
     auto res = shed.read_response();
 
@@ -614,34 +640,44 @@ TEST_CASE("connections over the limit wait in the backlog until one closes", "[h
 {
     auto options = test_options();
     options.max_connections = 1;
-    test_server server{http::router{}.get("/hello", text("hi")), options};
-    raw_client first{server.port()};
+    stepped_server server{http::router{}.get("/hello", text("hi")), options};
+    auto first = server.connect();
     first.send(request_text("GET", "/hello"));
     REQUIRE(first.read_response());
 
-    raw_client second{server.port()};
+    auto second = server.connect();
     second.send(request_text("GET", "/hello"));
-    auto not_yet = second.read_response(false, 1s);
+    server.poll();
+    // The server has done all it can: the second connection is still queued.
+    CHECK(second.nothing_arrived());
+    CHECK(server.server().metrics().connections() == 1);
     first.close();
     auto served = second.read_response();
 
-    CHECK_FALSE(not_yet);
     REQUIRE(served);
     CHECK(served->body() == "hi");
 }
 
-TEST_CASE("a client that disconnects mid-handler cancels the handler", "[http][server]")
+TEST_CASE("a client that disconnects mid-handler cancels the handler at the next sweep",
+          "[http][server]")
 {
-    sleeping_handler sleeper{60s};
-    test_server server{http::router{}.get("/slow", sleeper.get())};
-    raw_client client{server.port()};
-
+    auto time = std::make_shared<tame::manual_time>();
+    sleeping_handler sleeper{60s, time};
+    stepped_server server{http::router{}.get("/slow", sleeper.get()), test_options(), time};
+    auto client = server.connect();
     client.send(request_text("GET", "/slow"));
-    REQUIRE(wait_for([&] { return *sleeper.started == 1; }));
-    client.close();
+    REQUIRE(server.run_until([&] { return *sleeper.started == 1; }));
 
+    client.close();
+    server.poll();
+    // A running handler is watched for its client leaving from the first sweep
+    // that finds it, within 100 ms: quick handlers never pay for the watch.
+    CHECK_FALSE(sleeper.has_ended());
+    server.advance(100ms);
+
+    REQUIRE(server.run_until([&] { return sleeper.has_ended(); }));
     CHECK(sleeper.result() == http::cancel_reason::client_gone);
-    CHECK(wait_for([&] { return server.server().metrics().requests(0, 499) == 1; }));
+    CHECK(server.run_until([&] { return server.server().metrics().requests(0, 499) == 1; }));
 }
 
 TEST_CASE("work bound to the context's cancellation source stops when the client leaves",
@@ -661,15 +697,16 @@ TEST_CASE("work bound to the context's cancellation source stops when the client
                    co_await wait.async_wait(asio::use_awaitable);
                    co_return http::response{};
                });
-    test_server server{std::move(routes)};
-    raw_client client{server.port()};
-
+    stepped_server server{std::move(routes)};
+    auto client = server.connect();
     client.send(request_text("GET", "/bound"));
-    REQUIRE(wait_for([&] { return started->load(); }));
-    client.close();
+    REQUIRE(server.run_until([&] { return started->load(); }));
     auto result = stopped->get_future();
 
-    REQUIRE(result.wait_for(10s) == std::future_status::ready);
+    client.close();
+    server.advance(100ms); // the sweep that starts the watch for the client leaving
+
+    REQUIRE(server.run_until([&] { return result.wait_for(0s) == std::future_status::ready; }));
     CHECK(result.get() == asio::error::operation_aborted);
 }
 
@@ -688,62 +725,76 @@ TEST_CASE("a half-closed client still gets the answer of a handler that does not
     CHECK(client.closed_by_server());
 }
 
-TEST_CASE("a shutdown lets requests in flight finish and refuses new connections", "[http][server]")
+TEST_CASE("a shutdown lets requests in flight finish within the drain period and refuses new "
+          "connections",
+          "[http][server]")
 {
-    sleeping_handler sleeper{300ms};
-    test_server server{http::router{}.get("/slow", sleeper.get())};
-    const auto port = server.port();
-    raw_client client{port};
+    auto time = std::make_shared<tame::manual_time>();
+    sleeping_handler sleeper{300ms, time};
+    stepped_server server{http::router{}.get("/slow", sleeper.get()), test_options(), time};
+    auto client = server.connect();
     client.send(request_text("GET", "/slow"));
-    REQUIRE(wait_for([&] { return *sleeper.started == 1; }));
+    REQUIRE(server.run_until([&] { return *sleeper.started == 1; }));
 
-    auto cancelled = std::async(std::launch::async, [&] { return server.shutdown(30s); });
-    REQUIRE(wait_for([&] { return server.server().is_stopping(); }));
-    auto res = client.read_response();
-    const auto count = cancelled.get();
+    server.begin_shutdown(30s);
     boost::system::error_code refused;
     asio::io_context io;
     asio::ip::tcp::socket late{io};
-    late.connect({asio::ip::make_address("127.0.0.1"), port}, refused);
+    late.connect({asio::ip::make_address("127.0.0.1"), server.port()}, refused);
+    CHECK(refused == asio::error::connection_refused);
+    CHECK_FALSE(server.shutdown_result()); // the handler still runs
+    server.advance(300ms);
+    auto res = client.read_response();
 
     REQUIRE(res);
     CHECK(res->result() == http::status::ok);
     CHECK_FALSE(res->keep_alive());
     CHECK(sleeper.result() == http::cancel_reason::none);
-    CHECK(count == 0u);
-    CHECK(refused == asio::error::connection_refused);
+    REQUIRE(server.run_until([&] { return server.shutdown_result().has_value(); }));
+    CHECK(*server.shutdown_result() == 0u);
 }
 
-TEST_CASE("a shutdown closes idle kept-alive connections at once", "[http][server]")
+TEST_CASE("a shutdown closes idle kept-alive connections at once, not at the end of its drain "
+          "period",
+          "[http][server]")
 {
-    test_server server{http::router{}.get("/hello", text("hi"))};
-    raw_client client{server.port()};
+    stepped_server server{http::router{}.get("/hello", text("hi"))};
+    auto client = server.connect();
     client.send(request_text("GET", "/hello"));
     REQUIRE(client.read_response());
 
-    auto count = server.shutdown(30s);
+    server.begin_shutdown(30s);
 
-    CHECK(count == 0u);
-    CHECK(client.closed_by_server(1s));
+    // The clock has not moved.
+    REQUIRE(server.run_until([&] { return server.shutdown_result().has_value(); }));
+    CHECK(*server.shutdown_result() == 0u);
+    CHECK(client.closed_by_server());
 }
 
-TEST_CASE("a shutdown cancels the handlers still running when the drain period ends",
+TEST_CASE("a shutdown cancels the handlers still running when the drain period ends, not before",
           "[http][server]")
 {
-    sleeping_handler sleeper{60s};
-    test_server server{http::router{}.get("/slow", sleeper.get())};
-    raw_client client{server.port()};
+    auto time = std::make_shared<tame::manual_time>();
+    sleeping_handler sleeper{60s, time};
+    stepped_server server{http::router{}.get("/slow", sleeper.get()), test_options(), time};
+    auto client = server.connect();
     client.send(request_text("GET", "/slow"));
-    REQUIRE(wait_for([&] { return *sleeper.started == 1; }));
+    REQUIRE(server.run_until([&] { return *sleeper.started == 1; }));
 
-    auto count = server.shutdown(100ms);
+    server.begin_shutdown(10s);
+    server.advance(10s - 1ms);
+    CHECK_FALSE(server.shutdown_result());
+    CHECK_FALSE(sleeper.has_ended());
+    CHECK(client.nothing_arrived());
+    server.advance(1ms);
     auto res = client.read_response();
 
-    CHECK(count == 1u);
     CHECK(sleeper.result() == http::cancel_reason::shutdown);
     REQUIRE(res);
     CHECK(res->result() == http::status::service_unavailable);
     CHECK(error_of(*res) == "server is shutting down");
+    REQUIRE(server.run_until([&] { return server.shutdown_result().has_value(); }));
+    CHECK(*server.shutdown_result() == 1u);
 }
 
 TEST_CASE("a server stopped at once during a shutdown frees its state with its io_context",
@@ -768,10 +819,10 @@ TEST_CASE("a server stopped at once during a shutdown frees its state with its i
         std::thread runner{[&io] { io.run(); }};
         raw_client client{server.local_endpoint().port()};
         client.send(request_text("GET", "/slow"));
-        CHECK(wait_for([&] { return *sleeper.started == 1; }));
+        CHECK(eventually([&] { return *sleeper.started == 1; }));
 
         server.async_shutdown(60s, [](std::size_t) {});
-        CHECK(wait_for([&] { return server.is_stopping(); }));
+        CHECK(eventually([&] { return server.is_stopping(); }));
         server.stop();
         io.stop();
         runner.join();
@@ -851,13 +902,36 @@ TEST_CASE("an access-log line is written for each request", "[http][server]")
     client.send(request_text("GET", "/missing"));
     REQUIRE(client.read_response());
 
-    REQUIRE(wait_for([&] {
+    REQUIRE(eventually([&] {
         std::lock_guard lock{mutex};
         return lines.size() == 2;
     }));
     std::lock_guard lock{mutex};
     CHECK(lines[0] == "GET /hello?x=1 200 2 loopback");
     CHECK(lines[1].starts_with("GET /missing 404 "));
+}
+
+TEST_CASE("the access log and the latency histogram measure requests on the server's clock",
+          "[http][server]")
+{
+    std::vector<std::chrono::nanoseconds> logged;
+    auto options = test_options();
+    options.access_log = [&](const http::access_entry& e) { logged.push_back(e.duration); };
+    auto time = std::make_shared<tame::manual_time>();
+    sleeping_handler sleeper{250ms, time};
+    stepped_server server{http::router{}.get("/slow", sleeper.get()), options, time};
+    auto client = server.connect();
+    client.send(request_text("GET", "/slow"));
+    REQUIRE(server.run_until([&] { return *sleeper.started == 1; }));
+
+    server.advance(250ms);
+    REQUIRE(client.read_response());
+
+    REQUIRE(server.run_until([&] { return logged.size() == 1; }));
+    CHECK(logged[0] == 250ms);
+    CHECK(server.server().metrics().render().find(
+              "tame_http_request_duration_seconds_sum{route=\"GET /slow\"} 0.25\n") !=
+          std::string::npos);
 }
 
 TEST_CASE("start() reports a port that is already taken", "[http][server]")
@@ -884,27 +958,33 @@ TEST_CASE("start() names an address that is not an IP address", "[http][server]"
 TEST_CASE("a response written after the drain period still has its write timeout", "[http][server]")
 {
     auto options = test_options();
-    options.write_timeout = 300ms;
-    auto started = std::make_shared<std::atomic<bool>>(false);
+    options.write_timeout = 3s;
+    auto time = std::make_shared<tame::manual_time>();
+    bool started = false;
     http::router routes;
-    routes.get("/big", [started](http::request_context& ctx) -> asio::awaitable<http::response> {
-        *started = true;
-        asio::steady_timer timer{ctx.get_executor(), 60s};
-        co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+    routes.get("/big", [&, time](http::request_context& ctx) -> asio::awaitable<http::response> {
+        started = true;
+        co_await time->async_wait_until(ctx.get_executor(), time->now() + 60s,
+                                        asio::as_tuple(asio::use_awaitable));
         // Cancelled at the end of the drain period, it answers with what it has:
         // more than the socket buffers hold, to a client that never reads.
         http::response res{http::status::ok, 11};
         res.body().assign(64 * 1024 * 1024, 'x');
         co_return res;
     });
-    test_server server{std::move(routes), options};
-    raw_client client{server.port()};
+    stepped_server server{std::move(routes), options, time};
+    auto client = server.connect();
     client.send(request_text("GET", "/big"));
-    REQUIRE(wait_for([&] { return started->load(); }));
+    REQUIRE(server.run_until([&] { return started; }));
+    server.begin_shutdown(1s);
 
-    auto count = server.shutdown(100ms, 10s);
+    server.advance(1s); // the drain period ends: the answer starts, and stalls
+    server.advance(3s - 1ms);
+    CHECK_FALSE(server.shutdown_result());
+    server.advance(300ms); // past the write timeout, and a tenth
 
-    CHECK(count == 1u);
+    REQUIRE(server.run_until([&] { return server.shutdown_result().has_value(); }));
+    CHECK(*server.shutdown_result() == 1u);
 }
 
 TEST_CASE("a 204 answer is sent without the body its handler gave it", "[http][server]")
@@ -950,32 +1030,39 @@ TEST_CASE("an http_error with a status that has no body is answered without one"
 TEST_CASE("a shutdown does not count handlers cancelled before it began", "[http][server]")
 {
     auto options = test_options();
-    options.request_timeout = 100ms;
-    auto finished = std::make_shared<std::atomic<bool>>(false);
-    auto cancelled = std::make_shared<std::atomic<bool>>(false);
+    options.request_timeout = 1s;
+    auto time = std::make_shared<tame::manual_time>();
+    bool started = false;
+    bool finished = false;
+    bool cancelled = false;
     http::router routes;
     routes.get(
-        "/stubborn",
-        [finished, cancelled](http::request_context& ctx) -> asio::awaitable<http::response> {
-            asio::steady_timer timer{ctx.get_executor(), 800ms};
+        "/stubborn", [&, time](http::request_context& ctx) -> asio::awaitable<http::response> {
+            started = true;
             // Deaf to cancellation: it finishes its wait whatever happens.
-            co_await timer.async_wait(
+            co_await time->async_wait_until(
+                ctx.get_executor(), time->now() + 5s,
                 asio::bind_cancellation_slot(asio::cancellation_slot{}, asio::use_awaitable));
-            *cancelled = ctx.is_cancelled();
-            *finished = true;
+            cancelled = ctx.is_cancelled();
+            finished = true;
             co_return http::response{http::status::ok, 11};
         });
-    test_server server{std::move(routes), options};
-    raw_client client{server.port()};
+    stepped_server server{std::move(routes), options, time};
+    auto client = server.connect();
     client.send(request_text("GET", "/stubborn"));
-    std::this_thread::sleep_for(400ms); // past the request deadline, which cancelled it
+    REQUIRE(server.run_until([&] { return started; }));
+    server.advance(1s + 100ms); // past the request deadline, which cancels it
 
-    auto count = server.shutdown(0ms);
+    server.begin_shutdown(0ms);
+    CHECK_FALSE(
+        server.shutdown_result()); // the shutdown waits for the handler, which does not listen
+    CHECK_FALSE(finished);
+    server.advance(5s);
 
-    REQUIRE(count);
-    CHECK(*count == 0u);
-    CHECK(finished->load());
-    CHECK(cancelled->load());
+    REQUIRE(server.run_until([&] { return server.shutdown_result().has_value(); }));
+    CHECK(*server.shutdown_result() == 0u);
+    CHECK(finished);
+    CHECK(cancelled);
 }
 
 TEST_CASE("HEAD of a chunked GET answer sends the header alone", "[http][server]")
@@ -1043,7 +1130,7 @@ TEST_CASE("/healthz stays reachable when the in-flight cap is reached", "[http][
     raw_client health{server.port()};
 
     busy.send(request_text("GET", "/slow"));
-    REQUIRE(wait_for([&] { return *sleeper.started == 1; }));
+    REQUIRE(eventually([&] { return *sleeper.started == 1; }));
     health.send(request_text("GET", "/healthz"));
     auto res = health.read_response();
 
@@ -1062,7 +1149,7 @@ TEST_CASE("a single-threaded server serves and cancels without strands", "[http]
     raw_client client{server.port()};
 
     leaver.send(request_text("GET", "/slow"));
-    REQUIRE(wait_for([&] { return *sleeper.started == 1; }));
+    REQUIRE(eventually([&] { return *sleeper.started == 1; }));
     client.send(request_text("GET", "/hello"));
     auto res = client.read_response();
     leaver.close();

@@ -3,6 +3,7 @@
 #include <tame/http/json.hpp>
 #include <tame/http/request_context.hpp>
 
+#include <tame_test/eventually.hpp>
 #include <tame_test/http_harness.hpp>
 
 #include <boost/asio/as_tuple.hpp>
@@ -12,7 +13,10 @@
 
 #include <atomic>
 #include <future>
+#include <mutex>
 #include <random>
+#include <set>
+#include <string>
 #include <thread>
 
 namespace asio = boost::asio;
@@ -28,6 +32,15 @@ namespace {
 struct counters {
     std::atomic<int> handled{0};
     std::atomic<int> cancelled{0};
+
+    /// The ids of the /leave/{id} requests whose handlers have started.
+    bool has_started(const std::string& id)
+    {
+        const std::lock_guard lock{mutex};
+        return started.count(id) == 1;
+    }
+    std::mutex mutex;
+    std::set<std::string> started;
 };
 
 http::router stress_routes(counters& seen)
@@ -49,6 +62,22 @@ http::router stress_routes(counters& seen)
             ++seen.handled;
             co_return http::json_response(boost::json::object{{"slept", ctx.path_param("ms")}});
         });
+    // Waits until its client leaves (or the server stops).
+    routes.get("/leave/{id}",
+               [&seen](http::request_context& ctx) -> asio::awaitable<http::response> {
+                   {
+                       const std::lock_guard lock{seen.mutex};
+                       seen.started.insert(std::string{ctx.path_param("id")});
+                   }
+                   asio::steady_timer timer{ctx.get_executor(), std::chrono::hours{1}};
+                   auto [ec] = co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+                   if (ec) {
+                       ++seen.cancelled;
+                       throw boost::system::system_error{ec};
+                   }
+                   ++seen.handled;
+                   co_return http::response{http::status::ok, 11};
+               });
     routes.get("/boom", [&seen](http::request_context&) -> asio::awaitable<http::response> {
         ++seen.handled;
         throw http::http_error{http::status::conflict, "boom"};
@@ -81,8 +110,11 @@ TEST_CASE("clients on many threads get every answer from a multi-threaded server
                 const int kind = static_cast<int>(random() % 10);
                 if (kind == 0) {
                     // Leave mid-handler; the server must cancel and carry on.
-                    client->send(request_text("GET", "/sleep/60000"));
-                    std::this_thread::sleep_for(2ms);
+                    const auto id = std::to_string(c) + "-" + std::to_string(i);
+                    client->send(request_text("GET", "/leave/" + id));
+                    if (!tame_test::eventually([&] { return seen.has_started(id); })) {
+                        ++wrong;
+                    }
                     client->close();
                     client = std::make_unique<raw_client>(server.port());
                     ++left;
@@ -161,7 +193,8 @@ TEST_CASE("a shutdown under load answers every request it accepted", "[stress][h
             }
         });
     }
-    std::this_thread::sleep_for(300ms);
+    // Under load: the clients have had 50 answers each, on average.
+    REQUIRE(tame_test::eventually([&] { return answered >= clients * 50; }));
     const auto cancelled = server.shutdown(10s);
     stop = true;
     for (auto& t : threads) {
