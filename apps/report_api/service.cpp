@@ -3,12 +3,14 @@
 #include "common/app_options.hpp"
 #include "common/elapsed.hpp"
 
-#include <tame/cancel_source.hpp>
 #include <tame/error.hpp>
 #include <tame/http/json.hpp>
 #include <tame/http/request_context.hpp>
-#include <tame/wait_group.hpp>
+#include <tame/task_group.hpp>
+#include <tame/with_task_group.hpp>
 
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -33,50 +35,73 @@ using clock = std::chrono::steady_clock;
 
 /// What became of one report of a request.
 struct report_outcome {
-    enum class state { pending, generated, failed, cancelled };
-    state result = state::pending;
+    enum class state { cancelled, generated, failed };
+    state result = state::cancelled;
     std::string error;
 };
 
-/// The reports of one request: the pool tasks fill in their outcome, and the
-/// request waits for the group (the seed's WaitGroup).
-struct report_batch {
-    report_batch(const asio::any_io_executor& ex, std::size_t size) : pending{ex}, outcomes(size) {}
-
-    tame::wait_group pending;
-    std::vector<report_outcome> outcomes;
-};
-
-/// One report: a timer standing for the queries and the PDF. It ends early when
-/// its request is cancelled (the client went away, the request was refused),
-/// and throws when its id is one of the failing ones.
-asio::awaitable<void> generate_report(std::shared_ptr<report_batch> batch, std::size_t index,
-                                      std::int64_t id, std::chrono::milliseconds time, bool fails,
-                                      tame::cancel_source request)
+/// One report, as the pool runs it: a timer standing for the queries and the
+/// PDF. Cut short (its request gave it up), it ends normally, as cancelled: the
+/// report did not fail, so the pool counts it as completed. Throws when its id
+/// is one of the failing ones.
+asio::awaitable<report_outcome::state> generate_report(std::int64_t id,
+                                                       std::chrono::milliseconds time, bool fails)
 {
-    struct done_at_exit {
-        tame::wait_group& group;
-        ~done_at_exit() { group.done(); }
-    } done{batch->pending};
-    auto& outcome = batch->outcomes[index];
+    asio::steady_timer work{co_await asio::this_coro::executor, time};
+    auto [cut_short] = co_await work.async_wait(asio::as_tuple(asio::use_awaitable));
+    if (cut_short) {
+        co_return report_outcome::state::cancelled;
+    }
+    if (fails) {
+        throw std::runtime_error{"report " + std::to_string(id) +
+                                 ": the source data is incomplete"};
+    }
+    co_return report_outcome::state::generated;
+}
+
+/// Records a failed report and logs it (ants' PanicHandler, in the request).
+void report_failed(report_outcome& outcome, std::string what)
+{
+    std::cerr << "tame-report-api: a report failed: " << what << std::endl;
+    outcome.result = report_outcome::state::failed;
+    outcome.error = std::move(what);
+}
+
+/// Whether a pool refused a report (the request is then refused whole) or
+/// gave up waiting for a slot because the request was cancelled.
+bool refused_or_cancelled(const tame::error_code& ec)
+{
+    return ec == tame::errc::pool_overloaded || ec == tame::errc::closed ||
+           ec == asio::error::operation_aborted;
+}
+
+/// One report of a request, as a task of the request's group: the pool runs
+/// the report (after waiting for a slot, in blocking mode: the backpressure of
+/// ants' Submit) and async_run waits for its end, a join handle. Cancelling
+/// this task cancels the wait, or the report. A refusal or a cancellation is
+/// thrown, for the request; a report's own failure is recorded and logged, and
+/// the request's other reports go on.
+asio::awaitable<void> run_report(tame::task_pool& pool, const report_api_options& options,
+                                 std::int64_t id, report_outcome& outcome)
+{
+    auto report = [id, time = options.report_time, fails = options.failing_ids.count(id) != 0] {
+        return generate_report(id, time, fails);
+    };
     try {
-        asio::steady_timer work{co_await asio::this_coro::executor, time};
-        auto until_cancelled = request.bind(asio::use_awaitable); // named: g++ 12 (see README)
-        co_await work.async_wait(std::move(until_cancelled));
-        if (fails) {
-            throw std::runtime_error{"report " + std::to_string(id) +
-                                     ": the source data is incomplete"};
+        outcome.result = co_await pool.async_run(std::move(report), asio::use_awaitable);
+    } catch (const boost::system::system_error& e) {
+        if (refused_or_cancelled(e.code())) {
+            throw;
         }
-        outcome.result = report_outcome::state::generated;
+        report_failed(outcome, e.what());
     } catch (const std::exception& e) {
-        if (request.cancelled()) {
-            // The request no longer wants it: not a failure of the report.
-            outcome.result = report_outcome::state::cancelled;
-            co_return;
-        }
-        outcome.result = report_outcome::state::failed;
-        outcome.error = e.what();
-        throw; // to the pool's on_exception, which logs it: ants' PanicHandler
+        report_failed(outcome, e.what());
+    } catch (...) {
+        report_failed(outcome, "an unknown exception");
+    }
+    if (outcome.result == report_outcome::state::cancelled) {
+        // Its request gave it up: the task ends as a cancelled one does.
+        throw boost::system::system_error{asio::error::operation_aborted};
     }
 }
 
@@ -95,15 +120,6 @@ tame::task_pool_options pool_options(const report_api_options& options)
     pool.capacity = options.pool_capacity;
     pool.max_waiting = options.nonblocking ? 0 : tame::task_pool_options::unlimited;
     pool.single_threaded = options.single_threaded;
-    pool.on_exception = [](std::exception_ptr failure) {
-        try {
-            std::rethrow_exception(failure);
-        } catch (const std::exception& e) {
-            std::cerr << "tame-report-api: a report failed: " << e.what() << std::endl;
-        } catch (...) {
-            std::cerr << "tame-report-api: a report failed with an unknown exception" << std::endl;
-        }
-    };
     return pool;
 }
 
@@ -207,57 +223,40 @@ asio::awaitable<http::response> report_api_service::generate(http::request_conte
         }
     }
     const auto started = clock::now();
-    auto batch = std::make_shared<report_batch>(ctx.get_executor(), ids.size());
-    // The reports of this request: cancelled with it (its client went away, the
-    // server's drain ended), or when the pool refuses one of them.
-    auto reports = ctx.cancellation().make_child();
-
-    for (std::size_t i = 0; i < ids.size(); ++i) {
-        auto task = [batch, i, id = ids[i], time = options_.report_time,
-                     fails = options_.failing_ids.count(ids[i]) != 0,
-                     reports] { return generate_report(batch, i, id, time, fails, reports); };
-        batch->pending.add(1);
-        // A blocking service waits for a slot (the backpressure of ants'
-        // Submit); a nonblocking one refuses the request when the pool is full.
-        tame::error_code refused;
-        if (options_.nonblocking) {
-            refused = pool_.try_submit(std::move(task));
-        } else {
-            try {
-                co_await pool_.async_submit(std::move(task), asio::use_awaitable);
-            } catch (const boost::system::system_error& e) {
-                if (e.code() != tame::errc::closed) {
-                    batch->pending.done();
-                    reports.emit();
-                    throw; // cancelled: the client went away, or the drain ended
-                }
-                refused = e.code();
-            }
+    std::vector<report_outcome> outcomes(ids.size());
+    // The request's reports are the tasks of one group, which is always joined:
+    // the request answers once every report has ended. Cancelling the request
+    // (its client went away, the drain ended) cancels the group; so does a
+    // report that the pool refuses, and the request is then refused whole.
+    auto run_all = [&](tame::task_group& reports) -> asio::awaitable<void> {
+        for (std::size_t i = 0; i < ids.size(); ++i) {
+            auto report = [this, id = ids[i], &outcome = outcomes[i]] {
+                return run_report(pool_, options_, id, outcome);
+            };
+            co_await reports.spawn(std::move(report));
         }
-        if (refused) {
-            // Refuse the whole request, leaving nothing of it running: cancel the
-            // reports it started, and wait for them (they end at once).
-            batch->pending.done();
-            reports.emit();
-            co_await batch->pending.async_wait(asio::use_awaitable);
-            if (refused == tame::errc::closed) {
-                throw http::http_error{http::status::service_unavailable,
-                                       "the service is shutting down"};
-            }
+    };
+    try {
+        co_await tame::with_task_group(ctx.get_executor(), 0, std::move(run_all));
+    } catch (const boost::system::system_error& e) {
+        if (e.code() == tame::errc::pool_overloaded) {
             co_return overloaded(options_.retry_after);
         }
+        if (e.code() == tame::errc::closed) {
+            throw http::http_error{http::status::service_unavailable,
+                                   "the service is shutting down"};
+        }
+        throw; // cancelled: the client went away, or the drain ended
     }
-    co_await batch->pending.async_wait(asio::use_awaitable);
 
     boost::json::array failed;
     std::size_t generated = 0;
     for (std::size_t i = 0; i < ids.size(); ++i) {
-        const auto& outcome = batch->outcomes[i];
+        const auto& outcome = outcomes[i];
         if (outcome.result == report_outcome::state::generated) {
             ++generated;
         } else {
-            failed.push_back(
-                {{"id", ids[i]}, {"error", outcome.error.empty() ? "cancelled" : outcome.error}});
+            failed.push_back({{"id", ids[i]}, {"error", outcome.error}});
         }
     }
     co_return http::json_response({
