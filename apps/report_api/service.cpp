@@ -6,11 +6,13 @@
 #include <tame/error.hpp>
 #include <tame/http/json.hpp>
 #include <tame/http/request_context.hpp>
-#include <tame/task_group.hpp>
-#include <tame/with_task_group.hpp>
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/cancellation_type.hpp>
+#include <boost/asio/deferred.hpp>
 #include <boost/asio/error.hpp>
+#include <boost/asio/experimental/parallel_group.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -19,10 +21,12 @@
 #include <boost/system/system_error.hpp>
 
 #include <algorithm>
+#include <exception>
 #include <iostream>
 #include <limits>
 #include <stdexcept>
 #include <string>
+#include <tuple>
 #include <vector>
 
 namespace asio = boost::asio;
@@ -33,76 +37,80 @@ namespace {
 
 using clock = std::chrono::steady_clock;
 
-/// What became of one report of a request.
-struct report_outcome {
-    enum class state { cancelled, generated, failed };
-    state result = state::cancelled;
-    std::string error;
-};
+/// How a report that ran ended, unless it threw.
+enum class report_end { generated, cut_short };
 
 /// One report, as the pool runs it: a timer standing for the queries and the
-/// PDF. Cut short (its request gave it up), it ends normally, as cancelled: the
-/// report did not fail, so the pool counts it as completed. Throws when its id
-/// is one of the failing ones.
-asio::awaitable<report_outcome::state> generate_report(std::int64_t id,
-                                                       std::chrono::milliseconds time, bool fails)
+/// PDF. Cut short (its request gave it up), it ends normally: the report did
+/// not fail, so the pool counts it as completed. Throws when its id is one of
+/// the failing ones.
+asio::awaitable<report_end> generate_report(std::int64_t id, std::chrono::milliseconds time,
+                                            bool fails)
 {
     asio::steady_timer work{co_await asio::this_coro::executor, time};
     auto [cut_short] = co_await work.async_wait(asio::as_tuple(asio::use_awaitable));
     if (cut_short) {
-        co_return report_outcome::state::cancelled;
+        co_return report_end::cut_short;
     }
     if (fails) {
         throw std::runtime_error{"report " + std::to_string(id) +
                                  ": the source data is incomplete"};
     }
-    co_return report_outcome::state::generated;
+    co_return report_end::generated;
 }
 
-/// Records a failed report and logs it (ants' PanicHandler, in the request).
-void report_failed(report_outcome& outcome, std::string what)
-{
-    std::cerr << "tame-report-api: a report failed: " << what << std::endl;
-    outcome.result = report_outcome::state::failed;
-    outcome.error = std::move(what);
-}
+/// A report as a pool task: a named type, since a request keeps the runs of
+/// its reports in a vector.
+struct report_task {
+    std::int64_t id = 0;
+    std::chrono::milliseconds time{0};
+    bool fails = false;
 
-/// Whether a pool refused a report (the request is then refused whole) or
-/// gave up waiting for a slot because the request was cancelled.
-bool refused_or_cancelled(const tame::error_code& ec)
-{
-    return ec == tame::errc::pool_overloaded || ec == tame::errc::closed ||
-           ec == asio::error::operation_aborted;
-}
+    asio::awaitable<report_end> operator()() const { return generate_report(id, time, fails); }
+};
 
-/// One report of a request, as a task of the request's group: the pool runs
-/// the report (after waiting for a slot, in blocking mode: the backpressure of
-/// ants' Submit) and async_run waits for its end, a join handle. Cancelling
-/// this task cancels the wait, or the report. A refusal or a cancellation is
-/// thrown, for the request; a report's own failure is recorded and logged, and
-/// the request's other reports go on.
-asio::awaitable<void> run_report(tame::task_pool& pool, const report_api_options& options,
-                                 std::int64_t id, report_outcome& outcome)
+/// Why the pool did not run a report: it refused it (errc::pool_overloaded,
+/// errc::closed) or its wait for a slot was cancelled (operation_aborted).
+/// None when the report ran, whether it returned or threw.
+tame::error_code not_run(const std::exception_ptr& failure)
 {
-    auto report = [id, time = options.report_time, fails = options.failing_ids.count(id) != 0] {
-        return generate_report(id, time, fails);
-    };
-    try {
-        outcome.result = co_await pool.async_run(std::move(report), asio::use_awaitable);
-    } catch (const boost::system::system_error& e) {
-        if (refused_or_cancelled(e.code())) {
-            throw;
+    if (failure) {
+        try {
+            std::rethrow_exception(failure);
+        } catch (const boost::system::system_error& e) {
+            if (e.code() == tame::errc::pool_overloaded || e.code() == tame::errc::closed ||
+                e.code() == asio::error::operation_aborted) {
+                return e.code();
+            }
+        } catch (...) {
         }
-        report_failed(outcome, e.what());
+    }
+    return {};
+}
+
+/// The parallel group's cancellation condition: a report that the pool
+/// refuses refuses its whole request, so it cancels the request's others.
+asio::cancellation_type a_refusal_cancels_the_rest(const std::exception_ptr& failure, report_end)
+{
+    const auto why = not_run(failure);
+    return why == tame::errc::pool_overloaded || why == tame::errc::closed
+               ? asio::cancellation_type::terminal
+               : asio::cancellation_type::none;
+}
+
+/// What a report that threw says; logged as the pool's on_exception (ants'
+/// PanicHandler) would, since async_run hands the exception to the request.
+std::string report_failure(const std::exception_ptr& failure)
+{
+    std::string what = "an unknown exception";
+    try {
+        std::rethrow_exception(failure);
     } catch (const std::exception& e) {
-        report_failed(outcome, e.what());
+        what = e.what();
     } catch (...) {
-        report_failed(outcome, "an unknown exception");
     }
-    if (outcome.result == report_outcome::state::cancelled) {
-        // Its request gave it up: the task ends as a cancelled one does.
-        throw boost::system::system_error{asio::error::operation_aborted};
-    }
+    std::cerr << "tame-report-api: a report failed: " << what << std::endl;
+    return what;
 }
 
 http::response overloaded(std::chrono::seconds retry_after)
@@ -223,40 +231,53 @@ asio::awaitable<http::response> report_api_service::generate(http::request_conte
         }
     }
     const auto started = clock::now();
-    std::vector<report_outcome> outcomes(ids.size());
-    // The request's reports are the tasks of one group, which is always joined:
-    // the request answers once every report has ended. Cancelling the request
-    // (its client went away, the drain ended) cancels the group; so does a
-    // report that the pool refuses, and the request is then refused whole.
-    auto run_all = [&](tame::task_group& reports) -> asio::awaitable<void> {
-        for (std::size_t i = 0; i < ids.size(); ++i) {
-            auto report = [this, id = ids[i], &outcome = outcomes[i]] {
-                return run_report(pool_, options_, id, outcome);
-            };
-            co_await reports.spawn(std::move(report));
-        }
-    };
-    try {
-        co_await tame::with_task_group(ctx.get_executor(), 0, std::move(run_all));
-    } catch (const boost::system::system_error& e) {
-        if (e.code() == tame::errc::pool_overloaded) {
+    // One async_run per report: it waits for a slot (in blocking mode: the
+    // backpressure of ants' Submit), runs the report on the pool and completes
+    // once the report has ended, with its result: a join handle. Bound to the
+    // request's executor, so that the runs complete, and their cancellation
+    // slots are used, there, one at a time, and not on the pool's threads.
+    auto on_request = asio::bind_executor(ctx.get_executor(), asio::deferred);
+    std::vector<decltype(pool_.async_run(report_task{}, on_request))> runs;
+    runs.reserve(ids.size());
+    for (const auto id : ids) {
+        const bool fails = options_.failing_ids.count(id) != 0;
+        runs.push_back(pool_.async_run(report_task{id, options_.report_time, fails}, on_request));
+    }
+    // Awaited together and joined: the group completes once every run has
+    // ended. Cancelling the request (its client went away, the drain ended)
+    // cancels them all, and so does a report that the pool refuses. (Asio
+    // 1.81's parallel_group of no operation never completes: hence the test.)
+    std::vector<std::exception_ptr> failures;
+    std::vector<report_end> ends;
+    if (!runs.empty()) {
+        auto reports = asio::experimental::make_parallel_group(std::move(runs));
+        std::tie(std::ignore, failures, ends) =
+            co_await reports.async_wait(a_refusal_cancels_the_rest, asio::use_awaitable);
+    }
+
+    // A refusal refuses the whole request: the group has cancelled its other
+    // reports. Otherwise a report cut short, or never run, means that the
+    // request itself was cancelled.
+    for (const auto& failure : failures) {
+        const auto why = not_run(failure);
+        if (why == tame::errc::pool_overloaded) {
             co_return overloaded(options_.retry_after);
         }
-        if (e.code() == tame::errc::closed) {
+        if (why == tame::errc::closed) {
             throw http::http_error{http::status::service_unavailable,
                                    "the service is shutting down"};
         }
-        throw; // cancelled: the client went away, or the drain ended
     }
-
     boost::json::array failed;
     std::size_t generated = 0;
     for (std::size_t i = 0; i < ids.size(); ++i) {
-        const auto& outcome = outcomes[i];
-        if (outcome.result == report_outcome::state::generated) {
-            ++generated;
+        if (not_run(failures[i]) || (!failures[i] && ends[i] == report_end::cut_short)) {
+            throw boost::system::system_error{asio::error::operation_aborted};
+        }
+        if (failures[i]) {
+            failed.push_back({{"id", ids[i]}, {"error", report_failure(failures[i])}});
         } else {
-            failed.push_back({{"id", ids[i]}, {"error", outcome.error}});
+            ++generated;
         }
     }
     co_return http::json_response({
