@@ -3,12 +3,16 @@
 #include "common/app_options.hpp"
 #include "common/elapsed.hpp"
 
-#include <tame/cancel_source.hpp>
 #include <tame/error.hpp>
 #include <tame/http/json.hpp>
 #include <tame/http/request_context.hpp>
-#include <tame/wait_group.hpp>
 
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/cancellation_type.hpp>
+#include <boost/asio/deferred.hpp>
+#include <boost/asio/error.hpp>
+#include <boost/asio/experimental/parallel_group.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -17,10 +21,12 @@
 #include <boost/system/system_error.hpp>
 
 #include <algorithm>
+#include <exception>
 #include <iostream>
 #include <limits>
 #include <stdexcept>
 #include <string>
+#include <tuple>
 #include <vector>
 
 namespace asio = boost::asio;
@@ -31,53 +37,80 @@ namespace {
 
 using clock = std::chrono::steady_clock;
 
-/// What became of one report of a request.
-struct report_outcome {
-    enum class state { pending, generated, failed, cancelled };
-    state result = state::pending;
-    std::string error;
-};
+/// How a report that ran ended, unless it threw.
+enum class report_end { generated, cut_short };
 
-/// The reports of one request: the pool tasks fill in their outcome, and the
-/// request waits for the group (the seed's WaitGroup).
-struct report_batch {
-    report_batch(const asio::any_io_executor& ex, std::size_t size) : pending{ex}, outcomes(size) {}
-
-    tame::wait_group pending;
-    std::vector<report_outcome> outcomes;
-};
-
-/// One report: a timer standing for the queries and the PDF. It ends early when
-/// its request is cancelled (the client went away, the request was refused),
-/// and throws when its id is one of the failing ones.
-asio::awaitable<void> generate_report(std::shared_ptr<report_batch> batch, std::size_t index,
-                                      std::int64_t id, std::chrono::milliseconds time, bool fails,
-                                      tame::cancel_source request)
+/// One report, as the pool runs it: a timer standing for the queries and the
+/// PDF. Cut short (its request gave it up), it ends normally: the report did
+/// not fail, so the pool counts it as completed. Throws when its id is one of
+/// the failing ones.
+asio::awaitable<report_end> generate_report(std::int64_t id, std::chrono::milliseconds time,
+                                            bool fails)
 {
-    struct done_at_exit {
-        tame::wait_group& group;
-        ~done_at_exit() { group.done(); }
-    } done{batch->pending};
-    auto& outcome = batch->outcomes[index];
-    try {
-        asio::steady_timer work{co_await asio::this_coro::executor, time};
-        auto until_cancelled = request.bind(asio::use_awaitable); // named: g++ 12 (see README)
-        co_await work.async_wait(std::move(until_cancelled));
-        if (fails) {
-            throw std::runtime_error{"report " + std::to_string(id) +
-                                     ": the source data is incomplete"};
-        }
-        outcome.result = report_outcome::state::generated;
-    } catch (const std::exception& e) {
-        if (request.cancelled()) {
-            // The request no longer wants it: not a failure of the report.
-            outcome.result = report_outcome::state::cancelled;
-            co_return;
-        }
-        outcome.result = report_outcome::state::failed;
-        outcome.error = e.what();
-        throw; // to the pool's on_exception, which logs it: ants' PanicHandler
+    asio::steady_timer work{co_await asio::this_coro::executor, time};
+    auto [cut_short] = co_await work.async_wait(asio::as_tuple(asio::use_awaitable));
+    if (cut_short) {
+        co_return report_end::cut_short;
     }
+    if (fails) {
+        throw std::runtime_error{"report " + std::to_string(id) +
+                                 ": the source data is incomplete"};
+    }
+    co_return report_end::generated;
+}
+
+/// A report as a pool task: a named type, since a request keeps the runs of
+/// its reports in a vector.
+struct report_task {
+    std::int64_t id = 0;
+    std::chrono::milliseconds time{0};
+    bool fails = false;
+
+    asio::awaitable<report_end> operator()() const { return generate_report(id, time, fails); }
+};
+
+/// Why the pool did not run a report: it refused it (errc::pool_overloaded,
+/// errc::closed) or its wait for a slot was cancelled (operation_aborted).
+/// None when the report ran, whether it returned or threw.
+tame::error_code not_run(const std::exception_ptr& failure)
+{
+    if (failure) {
+        try {
+            std::rethrow_exception(failure);
+        } catch (const boost::system::system_error& e) {
+            if (e.code() == tame::errc::pool_overloaded || e.code() == tame::errc::closed ||
+                e.code() == asio::error::operation_aborted) {
+                return e.code();
+            }
+        } catch (...) {
+        }
+    }
+    return {};
+}
+
+/// The parallel group's cancellation condition: a report that the pool
+/// refuses refuses its whole request, so it cancels the request's others.
+asio::cancellation_type a_refusal_cancels_the_rest(const std::exception_ptr& failure, report_end)
+{
+    const auto why = not_run(failure);
+    return why == tame::errc::pool_overloaded || why == tame::errc::closed
+               ? asio::cancellation_type::terminal
+               : asio::cancellation_type::none;
+}
+
+/// What a report that threw says; logged as the pool's on_exception (ants'
+/// PanicHandler) would, since async_run hands the exception to the request.
+std::string report_failure(const std::exception_ptr& failure)
+{
+    std::string what = "an unknown exception";
+    try {
+        std::rethrow_exception(failure);
+    } catch (const std::exception& e) {
+        what = e.what();
+    } catch (...) {
+    }
+    std::cerr << "tame-report-api: a report failed: " << what << std::endl;
+    return what;
 }
 
 http::response overloaded(std::chrono::seconds retry_after)
@@ -95,15 +128,6 @@ tame::task_pool_options pool_options(const report_api_options& options)
     pool.capacity = options.pool_capacity;
     pool.max_waiting = options.nonblocking ? 0 : tame::task_pool_options::unlimited;
     pool.single_threaded = options.single_threaded;
-    pool.on_exception = [](std::exception_ptr failure) {
-        try {
-            std::rethrow_exception(failure);
-        } catch (const std::exception& e) {
-            std::cerr << "tame-report-api: a report failed: " << e.what() << std::endl;
-        } catch (...) {
-            std::cerr << "tame-report-api: a report failed with an unknown exception" << std::endl;
-        }
-    };
     return pool;
 }
 
@@ -207,57 +231,53 @@ asio::awaitable<http::response> report_api_service::generate(http::request_conte
         }
     }
     const auto started = clock::now();
-    auto batch = std::make_shared<report_batch>(ctx.get_executor(), ids.size());
-    // The reports of this request: cancelled with it (its client went away, the
-    // server's drain ended), or when the pool refuses one of them.
-    auto reports = ctx.cancellation().make_child();
+    // One async_run per report: it waits for a slot (in blocking mode: the
+    // backpressure of ants' Submit), runs the report on the pool and completes
+    // once the report has ended, with its result: a join handle. Bound to the
+    // request's executor, so that the runs complete, and their cancellation
+    // slots are used, there, one at a time, and not on the pool's threads.
+    auto on_request = asio::bind_executor(ctx.get_executor(), asio::deferred);
+    std::vector<decltype(pool_.async_run(report_task{}, on_request))> runs;
+    runs.reserve(ids.size());
+    for (const auto id : ids) {
+        const bool fails = options_.failing_ids.count(id) != 0;
+        runs.push_back(pool_.async_run(report_task{id, options_.report_time, fails}, on_request));
+    }
+    // Awaited together and joined: the group completes once every run has
+    // ended. Cancelling the request (its client went away, the drain ended)
+    // cancels them all, and so does a report that the pool refuses. (Asio
+    // 1.81's parallel_group of no operation never completes: hence the test.)
+    std::vector<std::exception_ptr> failures;
+    std::vector<report_end> ends;
+    if (!runs.empty()) {
+        auto reports = asio::experimental::make_parallel_group(std::move(runs));
+        std::tie(std::ignore, failures, ends) =
+            co_await reports.async_wait(a_refusal_cancels_the_rest, asio::use_awaitable);
+    }
 
-    for (std::size_t i = 0; i < ids.size(); ++i) {
-        auto task = [batch, i, id = ids[i], time = options_.report_time,
-                     fails = options_.failing_ids.count(ids[i]) != 0,
-                     reports] { return generate_report(batch, i, id, time, fails, reports); };
-        batch->pending.add(1);
-        // A blocking service waits for a slot (the backpressure of ants'
-        // Submit); a nonblocking one refuses the request when the pool is full.
-        tame::error_code refused;
-        if (options_.nonblocking) {
-            refused = pool_.try_submit(std::move(task));
-        } else {
-            try {
-                co_await pool_.async_submit(std::move(task), asio::use_awaitable);
-            } catch (const boost::system::system_error& e) {
-                if (e.code() != tame::errc::closed) {
-                    batch->pending.done();
-                    reports.emit();
-                    throw; // cancelled: the client went away, or the drain ended
-                }
-                refused = e.code();
-            }
-        }
-        if (refused) {
-            // Refuse the whole request, leaving nothing of it running: cancel the
-            // reports it started, and wait for them (they end at once).
-            batch->pending.done();
-            reports.emit();
-            co_await batch->pending.async_wait(asio::use_awaitable);
-            if (refused == tame::errc::closed) {
-                throw http::http_error{http::status::service_unavailable,
-                                       "the service is shutting down"};
-            }
+    // A refusal refuses the whole request: the group has cancelled its other
+    // reports. Otherwise a report cut short, or never run, means that the
+    // request itself was cancelled.
+    for (const auto& failure : failures) {
+        const auto why = not_run(failure);
+        if (why == tame::errc::pool_overloaded) {
             co_return overloaded(options_.retry_after);
         }
+        if (why == tame::errc::closed) {
+            throw http::http_error{http::status::service_unavailable,
+                                   "the service is shutting down"};
+        }
     }
-    co_await batch->pending.async_wait(asio::use_awaitable);
-
     boost::json::array failed;
     std::size_t generated = 0;
     for (std::size_t i = 0; i < ids.size(); ++i) {
-        const auto& outcome = batch->outcomes[i];
-        if (outcome.result == report_outcome::state::generated) {
-            ++generated;
+        if (not_run(failures[i]) || (!failures[i] && ends[i] == report_end::cut_short)) {
+            throw boost::system::system_error{asio::error::operation_aborted};
+        }
+        if (failures[i]) {
+            failed.push_back({{"id", ids[i]}, {"error", report_failure(failures[i])}});
         } else {
-            failed.push_back(
-                {{"id", ids[i]}, {"error", outcome.error.empty() ? "cancelled" : outcome.error}});
+            ++generated;
         }
     }
     co_return http::json_response({

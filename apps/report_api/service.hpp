@@ -38,9 +38,13 @@ void add_report_api_options(boost::program_options::options_description& descrip
 
 /// POST /reports/generate: the report generator of the source article. One
 /// process-wide task_pool (Go's `ants` pool) runs every report; each request
-/// submits its own reports and waits for them (Submit + WaitGroup). A report
-/// that throws is logged by the pool's exception handler and listed in its
-/// request's answer; the pool and the service go on.
+/// runs its own reports and waits for them (Submit + WaitGroup): one
+/// async_run() per report, the pool's join handle, all awaited together in an
+/// Asio parallel_group. A report that throws is listed in its request's answer
+/// and logged; the pool and the service go on. A request refused by the pool
+/// (full, in nonblocking mode, or closed) or cancelled (its client went away,
+/// the drain ended) cancels the reports it started and waits for them before
+/// it ends.
 class report_api_service : public sample_service {
   public:
     report_api_service(const boost::asio::any_io_executor& ex, report_api_options options);

@@ -4,17 +4,18 @@
 #include "common/elapsed.hpp"
 #include "sync_data/query_args.hpp"
 
+#include <tame/cancel_source.hpp>
 #include <tame/http/json.hpp>
 #include <tame/http/metrics.hpp>
 #include <tame/http/request_context.hpp>
+#include <tame/on_failure.hpp>
 
-#include <boost/asio/bind_executor.hpp>
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/program_options/value_semantic.hpp>
 #include <boost/system/system_error.hpp>
 
+#include <exception>
+#include <memory>
 #include <stdexcept>
 #include <string>
 
@@ -70,7 +71,7 @@ void add_sync_data_options(po::options_description& description, sync_data_optio
 
 sync_data_service::sync_data_service(const asio::any_io_executor& ex, sync_data_options options)
     : sample_service{ex}, options_{options}, task_slots_{ex, options.max_running_tasks},
-      jobs_{options.max_jobs, options.job_ttl, jobs_cancel_}, jobs_running_{ex}
+      jobs_{options.max_jobs, options.job_ttl}, job_group_{ex, 0, tame::on_failure::keep_going}
 {
     if (options_.tasks > options_.max_tasks || options_.concurrency > options_.max_concurrency ||
         options_.task_time > options_.max_task_time) {
@@ -82,7 +83,7 @@ sync_data_service::sync_data_service(const asio::any_io_executor& ex, sync_data_
 
 sync_data_service::~sync_data_service()
 {
-    jobs_cancel_.emit();
+    job_group_.cancel();
     task_slots_.close();
 }
 
@@ -110,12 +111,15 @@ void sync_data_service::add_metrics(http::metrics_registry& metrics)
 
 void sync_data_service::do_async_stop(asio::any_completion_handler<void(error_code)> done)
 {
-    // Running jobs end with their tasks cancelled; a batch asked for later is
-    // refused (its tasks' acquires fail with tame::errc::closed).
-    jobs_cancel_.emit();
+    // Running jobs end with their tasks cancelled, and the group takes no new
+    // job; a batch asked for later is refused (its tasks' acquires fail with
+    // tame::errc::closed).
+    job_group_.cancel();
     task_slots_.close();
-    jobs_running_.async_wait(
-        [done = std::move(done)](error_code ec) mutable { std::move(done)(ec); });
+    // The join's first failure is a job's, which its /jobs/{id} already
+    // reports: the stop itself has succeeded once every job has ended.
+    job_group_.async_join(
+        [done = std::move(done)](std::exception_ptr) mutable { std::move(done)(error_code{}); });
 }
 
 std::size_t sync_data_service::running_tasks() const noexcept
@@ -179,18 +183,15 @@ http::response sync_data_service::start_job(const sync_batch_spec& spec)
         res.set(http::field::retry_after, "10");
         return res;
     }
-    // The job runs on a strand of its own, so that its cancel_source (a child of
-    // the service's) can cancel it from any thread. The service owns it: async_stop()
-    // cancels it, and the io_context runs until it has ended.
-    auto strand = asio::make_strand(get_executor());
-    jobs_running_.add();
-    asio::co_spawn(
-        strand, run_sync_batch(get_executor(), spec, job->progress, task_slots_),
-        job->cancel.bind(asio::bind_executor(strand, [this, job](std::exception_ptr failure) {
-            tasks_done_.fetch_add(job->progress->done.load(), std::memory_order_relaxed);
-            jobs_.finish(*job, failure);
-            jobs_running_.done(); // last: async_stop() may let the service go
-        })));
+    // The job belongs to the service, not to this request: a task of its
+    // supervisor group, which async_stop() cancels and joins. A group that has
+    // been cancelled takes no new task: the service is stopping.
+    auto job_task = [this, job] { return run_job(job); };
+    if (!job_group_.try_spawn(std::move(job_task))) {
+        jobs_.discard(*job);
+        return http::error_response(http::status::service_unavailable,
+                                    "the service is stopping: it takes no new sync job");
+    }
     auto res = http::json_response(http::status::accepted, {
                                                                {"id", job->id},
                                                                {"state", "running"},
@@ -200,6 +201,24 @@ http::response sync_data_service::start_job(const sync_batch_spec& spec)
                                                            });
     res.set(http::field::location, "/jobs/" + job->id);
     return res;
+}
+
+asio::awaitable<void> sync_data_service::run_job(std::shared_ptr<sync_job> job)
+{
+    std::exception_ptr failure;
+    try {
+        // Until the batch ends, or DELETE /jobs/{id} emits the job's own
+        // source; the group's cancel() (the service's stop) reaches it as well.
+        auto batch = run_sync_batch(get_executor(), job->spec, job->progress, task_slots_);
+        co_await tame::with_cancellation(std::move(batch), job->cancel);
+    } catch (...) {
+        failure = std::current_exception();
+    }
+    tasks_done_.fetch_add(job->progress->done.load(), std::memory_order_relaxed);
+    if (jobs_.finish(*job, failure) == sync_job::state::failed) {
+        // The supervisor keeps it for its join, and cancels no other job.
+        std::rethrow_exception(failure);
+    }
 }
 
 asio::awaitable<http::response> sync_data_service::job_status(http::request_context& ctx)

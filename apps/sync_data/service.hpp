@@ -3,9 +3,8 @@
 #include "common/sample_service.hpp"
 #include "sync_data/sync_jobs.hpp"
 
-#include <tame/cancel_source.hpp>
 #include <tame/semaphore.hpp>
-#include <tame/wait_group.hpp>
+#include <tame/task_group.hpp>
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/program_options/options_description.hpp>
@@ -13,6 +12,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstddef>
+#include <memory>
 
 namespace samples {
 
@@ -43,8 +43,9 @@ void add_sync_data_options(boost::program_options::options_description& descript
 /// - A synchronous batch runs inside its request's handler; a client that
 ///   disconnects cancels the tasks not yet done, and a shutdown's drain end
 ///   answers 503 with how far it got.
-/// - `?async=1` answers 202 at once; the batch then belongs to the service,
-///   which async_stop() cancels.
+/// - `?async=1` answers 202 at once; the batch is then a job of the service:
+///   a task of its supervisor group, which async_stop() cancels and joins.
+///   DELETE /jobs/{id} cancels one job alone.
 class sync_data_service : public sample_service {
   public:
     sync_data_service(const boost::asio::any_io_executor& ex, sync_data_options options);
@@ -65,6 +66,10 @@ class sync_data_service : public sample_service {
     /// have ended.
     void do_async_stop(asio::any_completion_handler<void(error_code)> done) override;
 
+    /// One async job, as a task of `job_group_`: its batch until it ends or
+    /// its own cancel_source is emitted; records how it ended.
+    boost::asio::awaitable<void> run_job(std::shared_ptr<sync_job> job);
+
     boost::asio::awaitable<http::response> sync_data(http::request_context& ctx);
     boost::asio::awaitable<http::response> job_status(http::request_context& ctx);
     boost::asio::awaitable<http::response> cancel_job(http::request_context& ctx);
@@ -73,11 +78,10 @@ class sync_data_service : public sample_service {
 
     sync_data_options options_;
     tame::async_semaphore task_slots_;
-    /// Parent of every job's cancel_source: async_stop() cancels them all.
-    tame::cancel_source jobs_cancel_;
     sync_job_registry jobs_;
-    /// Async jobs not yet ended, for async_stop().
-    tame::wait_group jobs_running_;
+    /// The async jobs, each a task: a supervisor (on_failure::keep_going), so
+    /// that a job that fails cancels no other. async_stop() cancels and joins it.
+    tame::task_group job_group_;
     std::atomic<std::uint64_t> tasks_done_{0};
 };
 

@@ -29,14 +29,19 @@ struct sync_progress {
 };
 
 /// Runs a batch as the source article's first service does, the tame way: a
-/// task_group limited to `spec.concurrency` (Go's errgroup with SetLimit, or the
-/// buffered-channel semaphore with a WaitGroup) spawns one task per job, each a
-/// timer standing for a call to a validation service. Every task also holds a
-/// permit of `service_slots`, the service-wide cap on running tasks.
+/// with_task_group() limited to `spec.concurrency` (Go's errgroup with
+/// SetLimit, or the buffered-channel semaphore with a WaitGroup) spawns one
+/// task per job, each a timer standing for a call to a validation service.
+/// Every task also holds a permit of `service_slots`, the service-wide cap on
+/// running tasks.
 ///
 /// Cancelling the calling coroutine cancels the tasks still running and starts
 /// no more; the batch then throws operation_aborted, once every task has
-/// ended: none outlives it. Tasks run on strands of `ex`.
+/// ended: none outlives it. A task that fails (its permit refused because
+/// `service_slots` was closed) cancels the batch the same way, which then
+/// throws that failure. Tasks run on strands of `ex`; the calling coroutine's
+/// executor must run handlers one at a time (a strand, or an io_context run by
+/// one thread).
 boost::asio::awaitable<void> run_sync_batch(boost::asio::any_io_executor ex, sync_batch_spec spec,
                                             std::shared_ptr<sync_progress> progress,
                                             tame::async_semaphore& service_slots);

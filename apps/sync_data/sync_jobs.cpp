@@ -7,6 +7,7 @@
 #include <boost/asio/error.hpp>
 #include <boost/system/system_error.hpp>
 
+#include <algorithm>
 #include <cstdio>
 #include <exception>
 
@@ -53,9 +54,8 @@ boost::json::object sync_job::describe() const
     return out;
 }
 
-sync_job_registry::sync_job_registry(std::size_t max_jobs, std::chrono::seconds ttl,
-                                     tame::cancel_source parent)
-    : max_jobs_{max_jobs}, ttl_{ttl}, parent_{std::move(parent)}
+sync_job_registry::sync_job_registry(std::size_t max_jobs, std::chrono::seconds ttl)
+    : max_jobs_{max_jobs}, ttl_{ttl}
 {
 }
 
@@ -73,10 +73,14 @@ std::shared_ptr<sync_job> sync_job_registry::create(const sync_batch_spec& spec)
         job->id = id;
     } while (jobs_.count(job->id) != 0);
     job->spec = spec;
-    job->cancel = parent_.make_child();
     jobs_.emplace(job->id, job);
-    ++running_;
     return job;
+}
+
+void sync_job_registry::discard(const sync_job& job)
+{
+    const std::lock_guard lock{mutex_};
+    jobs_.erase(job.id);
 }
 
 std::shared_ptr<sync_job> sync_job_registry::find(const std::string& id)
@@ -87,7 +91,7 @@ std::shared_ptr<sync_job> sync_job_registry::find(const std::string& id)
     return it == jobs_.end() ? nullptr : it->second;
 }
 
-void sync_job_registry::finish(sync_job& job, std::exception_ptr failure)
+sync_job::state sync_job_registry::finish(sync_job& job, std::exception_ptr failure)
 {
     auto end = sync_job::state::done;
     std::string error;
@@ -109,20 +113,20 @@ void sync_job_registry::finish(sync_job& job, std::exception_ptr failure)
             error = "unknown exception";
         }
     }
-    {
-        const std::lock_guard lock{job.mutex_};
-        job.state_ = end;
-        job.finished_ = sync_job::clock::now();
-        job.error_ = std::move(error);
-    }
-    const std::lock_guard lock{mutex_};
-    --running_;
+    const std::lock_guard lock{job.mutex_};
+    job.state_ = end;
+    job.finished_ = sync_job::clock::now();
+    job.error_ = std::move(error);
+    return end;
 }
 
 std::size_t sync_job_registry::running() const
 {
     const std::lock_guard lock{mutex_};
-    return running_;
+    return static_cast<std::size_t>(
+        std::count_if(jobs_.begin(), jobs_.end(), [](const auto& entry) {
+            return entry.second->current() == sync_job::state::running;
+        }));
 }
 
 std::size_t sync_job_registry::size() const

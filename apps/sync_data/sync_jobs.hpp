@@ -24,7 +24,9 @@ struct sync_job {
     std::string id;
     sync_batch_spec spec;
     std::shared_ptr<sync_progress> progress = std::make_shared<sync_progress>();
-    /// Cancels this job alone (DELETE /jobs/{id}); a child of the service's.
+    /// Cancels this job alone (DELETE /jobs/{id}): its batch runs under
+    /// tame::with_cancellation() on it. The service's stop cancels every job
+    /// through the task_group that runs them.
     tame::cancel_source cancel;
     clock::time_point started = clock::now();
 
@@ -46,22 +48,28 @@ struct sync_job {
 /// registry is full, the job that finished first goes to make room, and when
 /// every job kept is still running, no new one is taken.
 ///
+/// The registry only remembers jobs: the service runs them (as tasks of its
+/// task_group). A job's state is the one record of whether it runs.
+///
 /// Thread-safe.
 class sync_job_registry {
   public:
-    sync_job_registry(std::size_t max_jobs, std::chrono::seconds ttl, tame::cancel_source parent);
+    sync_job_registry(std::size_t max_jobs, std::chrono::seconds ttl);
 
     /// A new running job for `spec`, or null when `max_jobs` are running.
     std::shared_ptr<sync_job> create(const sync_batch_spec& spec);
+
+    /// Forgets `job`, made by create() but never started.
+    void discard(const sync_job& job);
 
     /// The job `id`, or null when it is unknown or expired.
     std::shared_ptr<sync_job> find(const std::string& id);
 
     /// Records the end of `job`: done when `failure` is null, else cancelled or
-    /// failed (with the exception's message).
-    void finish(sync_job& job, std::exception_ptr failure);
+    /// failed (with the exception's message). Returns that state.
+    sync_job::state finish(sync_job& job, std::exception_ptr failure);
 
-    /// Jobs running now.
+    /// Jobs running now: those kept whose state is running.
     std::size_t running() const;
 
     /// Jobs kept now, running or finished.
@@ -73,10 +81,8 @@ class sync_job_registry {
 
     const std::size_t max_jobs_;
     const std::chrono::seconds ttl_;
-    tame::cancel_source parent_;
     mutable std::mutex mutex_;
     std::map<std::string, std::shared_ptr<sync_job>> jobs_;
-    std::size_t running_ = 0;
     std::mt19937_64 ids_{std::random_device{}()};
 };
 

@@ -202,6 +202,50 @@ TEST_CASE("a client that goes away cancels its reports", "[apps][report_api]")
     CHECK(host.service().pool().stats().failed == 0);
 }
 
+TEST_CASE("a request whose client went away ends only once its reports have ended",
+          "[apps][report_api]")
+{
+    report_host host{quick(100, 5000ms)};
+    {
+        tame_test::raw_client client{host.port()};
+        const std::string body = R"({"reportIds":[1,2,3]})";
+        client.send(tame_test::request_text("POST", "/reports/generate",
+                                            "Content-Type: application/json\r\n", body));
+        REQUIRE(eventually([&] { return host.service().pool().running() == 3; }));
+        client.close();
+    }
+
+    REQUIRE(eventually([&] { return host.server().metrics().in_flight() == 0; }, 2000ms));
+
+    // The handler joined its reports before it ended: none is left to end later.
+    const auto s = host.service().pool().stats();
+    CHECK(s.running == 0);
+    CHECK(s.completed == 3);
+    CHECK(s.failed == 0);
+}
+
+TEST_CASE("a shutdown whose drain ends mid-request answers 503 once its reports have ended",
+          "[apps][report_api]")
+{
+    report_host host{quick(100, 5000ms)};
+    std::optional<answer> a;
+    std::jthread client{[&] { a = generate(host.port(), R"({"reportIds":[1,2]})"); }};
+    REQUIRE(eventually([&] { return host.service().pool().running() == 2; }));
+
+    CHECK(host.shutdown(100ms) == std::size_t{1});
+    client.join();
+
+    REQUIRE(a);
+    CHECK(a->status() == 503);
+    CHECK(a->error().find("shutting down") != std::string::npos);
+    // The request cancelled its reports and waited for them, so the pool's own
+    // shutdown found none to cancel.
+    const auto s = host.service().pool().stats();
+    CHECK(s.running == 0);
+    CHECK(s.completed == 2);
+    CHECK(s.cancelled == 0);
+}
+
 TEST_CASE("a shutdown lets report requests in flight finish, then closes the pool",
           "[apps][report_api]")
 {

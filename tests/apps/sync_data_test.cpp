@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 
 #include <atomic>
+#include <future>
 #include <memory>
 #include <string>
 #include <thread>
@@ -187,6 +188,44 @@ TEST_CASE("deleting a running job cancels the tasks not yet done", "[apps][sync_
     REQUIRE(after);
     CHECK(after->object().at("done").as_int64() < 1000);
     CHECK(host.service().running_tasks() == 0);
+    CHECK(host.service().jobs().running() == 0);
+}
+
+TEST_CASE("deleting one job cancels it alone: the service's other jobs go on", "[apps][sync_data]")
+{
+    sync_host host{quick(1000, 1, 20ms)};
+    const auto first = job_id(*call(host.port(), "POST", "/sync-data?async=1"));
+    const auto second = job_id(*call(host.port(), "POST", "/sync-data?async=1"));
+    const auto done_of = [&](const std::string& id) {
+        return call(host.port(), "GET", "/jobs/" + id)->object().at("done").as_int64();
+    };
+
+    auto deleted = call(host.port(), "DELETE", "/jobs/" + first);
+    REQUIRE(deleted);
+    CHECK(deleted->status() == 202);
+    REQUIRE(eventually([&] { return job_state(host.port(), first) == "cancelled"; }));
+
+    CHECK(job_state(host.port(), second) == "running");
+    const auto done_then = done_of(second);
+    CHECK(eventually([&] { return done_of(second) > done_then; }));
+    CHECK(host.service().jobs().running() == 1);
+}
+
+TEST_CASE("an async batch asked for once the service has begun to stop is refused with 503",
+          "[apps][sync_data]")
+{
+    sync_host host{quick(1000, 2, 50ms)};
+    const auto running = job_id(*call(host.port(), "POST", "/sync-data?async=1"));
+
+    auto stopped = host.service().async_stop(asio::use_future);
+    REQUIRE(stopped.wait_for(5s) == std::future_status::ready);
+    CHECK(job_state(host.port(), running) == "cancelled");
+    auto refused = call(host.port(), "POST", "/sync-data?async=1");
+
+    REQUIRE(refused);
+    CHECK(refused->status() == 503);
+    CHECK(refused->error().find("stopping") != std::string::npos);
+    CHECK(host.service().jobs().size() == 1);
     CHECK(host.service().jobs().running() == 0);
 }
 
