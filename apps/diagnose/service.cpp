@@ -2,13 +2,12 @@
 
 #include "common/app_options.hpp"
 
-#include <tame/cancel_source.hpp>
+#include <tame/deadline.hpp>
 #include <tame/error.hpp>
 #include <tame/http/client.hpp>
 #include <tame/http/json.hpp>
 #include <tame/http/request_context.hpp>
 
-#include <boost/asio/bind_executor.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json/parse.hpp>
@@ -18,7 +17,6 @@
 #include <boost/url/url.hpp>
 
 #include <array>
-#include <exception>
 #include <string_view>
 
 namespace asio = boost::asio;
@@ -52,44 +50,6 @@ boost::json::array candidates(std::string_view symptoms)
         }
     }
     return out;
-}
-
-/// Runs `op` until `timeout` has passed on `time`, as tame::with_timeout() does
-/// on the steady clock: what `op` returns if it ends first; else `op` is
-/// cancelled at the deadline, awaited to its end, and tame::errc::timed_out is
-/// thrown, whatever it ended with.
-template <class T>
-asio::awaitable<T> within(tame::time_source& time, std::chrono::milliseconds timeout,
-                          asio::awaitable<T> op)
-{
-    const auto ex = co_await asio::this_coro::executor;
-    tame::cancel_source deadline; // emitted when the time is up
-    tame::cancel_source op_ended; // takes back the wait for the deadline
-    time.async_wait_until(
-        ex, time.now() + timeout,
-        op_ended.bind(asio::bind_executor(ex, [deadline](tame::error_code ec) mutable {
-            if (!ec) {
-                deadline.emit();
-            }
-        })));
-    std::exception_ptr failure;
-    T result{};
-    try {
-        // Named before the co_await: g++ 12 destroys some temporaries made inside one twice.
-        auto until_deadline = tame::with_cancellation(std::move(op), deadline);
-        result = co_await std::move(until_deadline);
-    } catch (...) {
-        failure = std::current_exception();
-    }
-    op_ended.emit();
-    // Once the deadline has come, even a late success gives way to timed_out.
-    if (deadline.cancelled()) {
-        throw boost::system::system_error{tame::errc::timed_out};
-    }
-    if (failure) {
-        std::rethrow_exception(failure);
-    }
-    co_return result;
 }
 
 void check_upstream(const std::string& url)
@@ -197,9 +157,11 @@ asio::awaitable<http::response> diagnose_service::diagnose(http::request_context
     try {
         // context.WithTimeout + select, where the loser really stops: at the
         // deadline the client call is cancelled (its socket closed) and awaited.
-        auto call =
-            within(*time_, options_.deadline,
-                   http::async_get(ctx.get_executor(), target.buffer(), asio::use_awaitable));
+        // The deadline is measured on the service's time_source (the steady
+        // clock, or a test's manual_time).
+        auto call = tame::with_timeout(
+            http::async_get(ctx.get_executor(), target.buffer(), asio::use_awaitable),
+            options_.deadline, *time_);
         answer = co_await std::move(call);
     } catch (const boost::system::system_error& e) {
         if (e.code() == tame::errc::timed_out) {

@@ -1,5 +1,6 @@
 #include <tame/deadline.hpp>
 
+#include <tame/manual_time.hpp>
 #include <tame/semaphore.hpp>
 #include <tame_test/acquire_result.hpp>
 #include <tame_test/manual_clock.hpp>
@@ -423,4 +424,59 @@ TEST_CASE("an acquire that times out under with_timeout leaves the semaphore who
     CHECK(out.code() == tame::errc::timed_out);
     CHECK(sem.waiting() == 0);
     CHECK(sem.available() == 1);
+}
+
+TEST_CASE("with_timeout on a time_source cancels the operation once that time has passed",
+          "[core][deadline]")
+{
+    asio::io_context io;
+    tame::manual_time time;
+    outcome<int> out;
+
+    asio::co_spawn(io, tame::with_timeout(slow_answer(), 3s, time), record_outcome(out));
+    io.poll();
+    time.advance(2s);
+    io.poll();
+    REQUIRE(out.completions == 0);
+    time.advance(1s);
+    io.poll();
+
+    CHECK(out.completions == 1);
+    CHECK(out.code() == tame::errc::timed_out);
+    CHECK(io.stopped()); // the slow operation's own timer was cancelled and awaited
+}
+
+TEST_CASE("with_timeout on a time_source returns the value and takes its wait back",
+          "[core][deadline]")
+{
+    asio::io_context io;
+    tame::manual_time time;
+    outcome<int> out;
+
+    asio::co_spawn(io, tame::with_timeout(quick_answer(), 3s, time), record_outcome(out));
+    io.poll();
+
+    CHECK(out.value == 42);
+    CHECK(time.waiting() == 0);
+    CHECK(io.stopped());
+}
+
+TEST_CASE("with_timeout on a time_source with no time at all fails without starting the "
+          "operation",
+          "[core][deadline]")
+{
+    asio::io_context io;
+    tame::manual_time time;
+    bool started = false;
+    auto op = [&]() -> asio::awaitable<int> {
+        started = true;
+        co_return 1;
+    };
+    outcome<int> out;
+
+    asio::co_spawn(io, tame::with_timeout(op(), 0s, time), record_outcome(out));
+    io.run();
+
+    CHECK(out.code() == tame::errc::timed_out);
+    CHECK_FALSE(started);
 }

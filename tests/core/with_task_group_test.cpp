@@ -229,6 +229,36 @@ TEST_CASE("cancelling the caller cancels the body and the tasks and still waits 
     CHECK(scope.code() == asio::error::operation_aborted);
 }
 
+TEST_CASE("a caller cancelled while the group is joined gets operation_aborted even when the "
+          "tasks catch it",
+          "[core][with_task_group]")
+{
+    asio::io_context io;
+    std::optional<error_code> task_wait;
+    auto body = [&](tame::task_group& group) -> asio::awaitable<void> {
+        co_await group.spawn([&]() -> asio::awaitable<void> {
+            auto work = sleeper(task_wait);
+            try {
+                co_await work();
+            } catch (const boost::system::system_error&) {
+                // Returns normally: the task had nothing to put right.
+            }
+        });
+    };
+    asio::cancellation_signal caller;
+    outcome<bool> scope;
+    run(io, tame::with_task_group(io.get_executor(), 0, body), scope, caller.slot());
+    io.poll();
+    REQUIRE_FALSE(scope.done); // the body has returned; the join waits
+
+    caller.emit(asio::cancellation_type::terminal);
+    io.poll();
+
+    CHECK(task_wait == asio::error::operation_aborted);
+    CHECK(scope.done);
+    CHECK(scope.code() == asio::error::operation_aborted);
+}
+
 TEST_CASE("with keep_going, a failed task leaves the others running and is thrown at the end",
           "[core][with_task_group]")
 {

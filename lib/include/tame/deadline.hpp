@@ -1,13 +1,16 @@
 #pragma once
 
+#include <tame/cancel_source.hpp>
 #include <tame/detail/config.hpp>
 #include <tame/detail/deadline_handler.hpp>
 #include <tame/detail/wrapping_async_result.hpp>
 #include <tame/error.hpp>
+#include <tame/time_source.hpp>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/bind_executor.hpp>
 #include <boost/asio/cancellation_type.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/this_coro.hpp>
@@ -16,9 +19,11 @@
 
 #include <chrono>
 #include <exception>
+#include <optional>
 #include <tuple>
 #include <type_traits>
 #include <utility>
+#include <variant>
 
 namespace tame {
 
@@ -129,6 +134,66 @@ asio::awaitable<T, Executor> with_timeout(asio::awaitable<T, Executor> op,
     using clock = std::chrono::steady_clock;
     return with_deadline(std::move(op),
                          clock::now() + std::chrono::duration_cast<clock::duration>(timeout));
+}
+
+/// with_timeout() with the time measured on `time` rather than the steady
+/// clock: a service that takes a time_source (as diagnose does) keeps its
+/// deadlines on it, so that a test moves them with a tame::manual_time.
+///
+/// The same contract: what `op` returns if it ends before `timeout` has passed
+/// on `time`; else `op` is cancelled (terminal) at the deadline, awaited to its
+/// end, and errc::timed_out is thrown, whatever `op` ended with. A timeout of
+/// zero or less throws timed_out without running `op`. A cancellation of the
+/// caller reaches `op`. `time` must outlive the call.
+///
+/// Costlier than the steady-clock overload (a wait on `time` and two
+/// cancel_sources instead of one timer): for a deadline around I/O, not
+/// around a hot path.
+template <class T, class Executor, class Rep, class Period>
+asio::awaitable<T, Executor> with_timeout(asio::awaitable<T, Executor> op,
+                                          std::chrono::duration<Rep, Period> timeout,
+                                          time_source& time)
+{
+    if (timeout <= timeout.zero()) {
+        throw boost::system::system_error{errc::timed_out};
+    }
+    const auto ex = co_await asio::this_coro::executor;
+    cancel_source expired;  // emitted at the deadline: cancels `op`
+    cancel_source op_ended; // emitted when `op` has ended: takes back the wait
+    time.async_wait_until(ex,
+                          time.now() + std::chrono::duration_cast<time_source::duration>(timeout),
+                          op_ended.bind(asio::bind_executor(ex, [expired](error_code ec) mutable {
+                              if (!ec) {
+                                  expired.emit();
+                              }
+                          })));
+    std::exception_ptr failure;
+    std::optional<std::conditional_t<std::is_void_v<T>, std::monostate, T>> result;
+    try {
+        // Named before the co_await: g++ 12 destroys some temporaries made
+        // inside one twice.
+        auto until_expired = with_cancellation(std::move(op), expired);
+        if constexpr (std::is_void_v<T>) {
+            co_await std::move(until_expired);
+            result.emplace();
+        } else {
+            result.emplace(co_await std::move(until_expired));
+        }
+    } catch (...) {
+        failure = std::current_exception();
+    }
+    op_ended.emit();
+    // Once the deadline has come, even a late success gives way to timed_out
+    // (a value `op` produced is dropped here, and released).
+    if (expired.cancelled()) {
+        throw boost::system::system_error{errc::timed_out};
+    }
+    if (failure) {
+        std::rethrow_exception(failure);
+    }
+    if constexpr (!std::is_void_v<T>) {
+        co_return std::move(*result);
+    }
 }
 
 } // namespace tame

@@ -8,9 +8,12 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/cancellation_state.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/error.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/system/system_error.hpp>
 
 #include <cstddef>
 #include <exception>
@@ -95,6 +98,14 @@ with_task_group(asio::any_io_executor ex, std::size_t limit, on_failure policy, 
     co_await asio::this_coro::throw_if_cancelled(false);
     auto [task_failure] = co_await group.async_join(asio::as_tuple(asio::use_awaitable));
     co_await asio::this_coro::throw_if_cancelled(throws_if_cancelled);
+    // Cancelled while joining, the tasks were cut short even if each caught its
+    // operation_aborted and returned: the caller is told so.
+    const asio::cancellation_state cancelled_by = co_await asio::this_coro::cancellation_state;
+    if (!body_failure && !task_failure &&
+        cancelled_by.cancelled() != asio::cancellation_type::none) {
+        body_failure =
+            std::make_exception_ptr(boost::system::system_error{asio::error::operation_aborted});
+    }
 
     // The first failure wins: the body's own, else a task's (which cancelled
     // the body), else the body's operation_aborted (the caller's cancellation).
