@@ -3,6 +3,7 @@
 #include <tame/manual_time.hpp>
 #include <tame/semaphore.hpp>
 #include <tame_test/acquire_result.hpp>
+#include <tame_test/exception_of.hpp>
 #include <tame_test/manual_clock.hpp>
 #include <tame_test/probe_operation.hpp>
 
@@ -42,18 +43,7 @@ struct outcome {
     std::exception_ptr error;
     std::optional<T> value;
 
-    error_code code() const
-    {
-        try {
-            if (error) {
-                std::rethrow_exception(error);
-            }
-        } catch (const boost::system::system_error& e) {
-            return e.code();
-        } catch (...) {
-        }
-        return {};
-    }
+    error_code code() const { return tame_test::code_of(error); }
 };
 
 template <class T>

@@ -3,6 +3,7 @@
 #include <tame/deadline.hpp>
 #include <tame/semaphore.hpp>
 #include <tame_test/error_code_record.hpp>
+#include <tame_test/exception_of.hpp>
 #include <tame_test/gate.hpp>
 #include <tame_test/manual_clock.hpp>
 #include <tame_test/peak.hpp>
@@ -55,30 +56,9 @@ struct join_result {
         };
     }
 
-    std::string message() const
-    {
-        try {
-            if (failure) {
-                std::rethrow_exception(failure);
-            }
-        } catch (const std::exception& e) {
-            return e.what();
-        }
-        return {};
-    }
+    std::string message() const { return tame_test::message_of(failure); }
 
-    error_code code() const
-    {
-        try {
-            if (failure) {
-                std::rethrow_exception(failure);
-            }
-        } catch (const boost::system::system_error& e) {
-            return e.code();
-        } catch (...) {
-        }
-        return {};
-    }
+    error_code code() const { return tame_test::code_of(failure); }
 };
 
 } // namespace

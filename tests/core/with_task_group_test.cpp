@@ -1,6 +1,7 @@
 #include <tame/with_task_group.hpp>
 
 #include <tame/cancel_source.hpp>
+#include <tame_test/exception_of.hpp>
 #include <tame_test/gate.hpp>
 #include <tame_test/sleeper.hpp>
 
@@ -35,30 +36,9 @@ struct outcome {
     std::exception_ptr failure;
     std::optional<T> value;
 
-    std::string message() const
-    {
-        try {
-            if (failure) {
-                std::rethrow_exception(failure);
-            }
-        } catch (const std::exception& e) {
-            return e.what();
-        }
-        return {};
-    }
+    std::string message() const { return tame_test::message_of(failure); }
 
-    error_code code() const
-    {
-        try {
-            if (failure) {
-                std::rethrow_exception(failure);
-            }
-        } catch (const boost::system::system_error& e) {
-            return e.code();
-        } catch (...) {
-        }
-        return {};
-    }
+    error_code code() const { return tame_test::code_of(failure); }
 };
 
 /// Spawns `op` on `io`, recording its end in `out`; `slot` cancels it.
