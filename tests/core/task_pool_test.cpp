@@ -5,6 +5,7 @@
 #include <tame/semaphore.hpp>
 #include <tame/wait_group.hpp>
 #include <tame_test/error_code_record.hpp>
+#include <tame_test/exception_of.hpp>
 #include <tame_test/gate.hpp>
 #include <tame_test/peak.hpp>
 #include <tame_test/sleeper.hpp>
@@ -709,6 +710,72 @@ TEST_CASE("a waiting async_submit is cancelled through its own slot", "[core][ta
     io.run();
     CHECK_FALSE(ran);
     CHECK(pool.stats().submitted == 1);
+}
+
+TEST_CASE("an async_run cancelled while its granted slot is on the way never starts its task",
+          "[core][task_pool]")
+{
+    // The caller's executor is another io_context, held still, so that the
+    // slot is granted (and the grant posted to the caller) before the caller
+    // sees the cancellation: the cancellation comes too late for the wait.
+    asio::io_context pool_io;
+    asio::io_context caller_io;
+    tame::task_pool pool{pool_io, capacity(1)};
+    gate hold{pool_io};
+    pool.async_submit([&]() -> asio::awaitable<void> { co_await hold.pass(); }, [](error_code) {});
+    asio::cancellation_signal signal;
+    std::optional<error_code> ended;
+    std::exception_ptr outcome;
+    int completions = 0;
+    pool.async_run(sleeper(ended),
+                   asio::bind_executor(caller_io, asio::bind_cancellation_slot(
+                                                      signal.slot(), [&](std::exception_ptr e) {
+                                                          ++completions;
+                                                          outcome = e;
+                                                      })));
+    pool_io.poll();
+    hold.open();
+    pool_io.poll(); // the blocker ends; its slot goes to the waiting run
+
+    signal.emit(asio::cancellation_type::terminal);
+    caller_io.poll();
+    pool_io.poll();
+    caller_io.poll();
+
+    CHECK(completions == 1);
+    CHECK(tame_test::code_of(outcome) == asio::error::operation_aborted);
+    CHECK_FALSE(ended);
+    CHECK(pool.running() == 0);
+    CHECK(pool.stats().waiting == 0);
+}
+
+TEST_CASE("an async_submit cancelled while its granted slot is on the way never starts its task",
+          "[core][task_pool]")
+{
+    asio::io_context pool_io;
+    asio::io_context caller_io;
+    tame::task_pool pool{pool_io, capacity(1)};
+    gate hold{pool_io};
+    pool.async_submit([&]() -> asio::awaitable<void> { co_await hold.pass(); }, [](error_code) {});
+    asio::cancellation_signal signal;
+    error_code_record waiter;
+    bool ran = false;
+    pool.async_submit([&] { ran = true; },
+                      asio::bind_executor(caller_io, asio::bind_cancellation_slot(
+                                                         signal.slot(), waiter.handler())));
+    pool_io.poll();
+    hold.open();
+    pool_io.poll();
+
+    signal.emit(asio::cancellation_type::terminal);
+    caller_io.poll();
+    pool_io.poll();
+    caller_io.poll();
+
+    CHECK(waiter.completions == 1);
+    CHECK(waiter.ec == asio::error::operation_aborted);
+    CHECK_FALSE(ran);
+    CHECK(pool.running() == 0);
 }
 
 TEST_CASE("cancel_after bounds the wait of an async_submit", "[core][task_pool]")

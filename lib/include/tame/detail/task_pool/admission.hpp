@@ -9,7 +9,12 @@
 #include <tame/error.hpp>
 #include <tame/permit.hpp>
 
+#include <boost/asio/associated_cancellation_slot.hpp>
 #include <boost/asio/associator.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/cancellation_state.hpp>
+#include <boost/asio/cancellation_type.hpp>
+#include <boost/asio/error.hpp>
 
 #include <memory>
 #include <string>
@@ -20,8 +25,13 @@ namespace tame::detail {
 
 /// A submission that waits: for its key's turn (when keyed and the key is
 /// busy), then for a slot. It is the handler of those acquires, with every
-/// associated property of the caller's handler, so the caller's slot cancels
-/// the wait. Counted in `waiting` and in `tasks` until it is decided.
+/// associated property of the caller's handler but its cancellation slot:
+/// the caller's slot holds a cancellation_state whose own slot cancels the
+/// waits. The state remembers a cancellation that came after a slot was
+/// granted but before the grant reached the caller's executor, too late to
+/// stop the wait: the submission is then refused with operation_aborted rather
+/// than started as if its caller still wanted it (and, for async_run, out of
+/// its caller's reach). Counted in `waiting` and in `tasks` until it is decided.
 template <template <class> class Kind, class Handler, class F>
 class pool_admission {
   public:
@@ -30,7 +40,10 @@ class pool_admission {
     pool_admission(std::shared_ptr<task_pool_state> state, pool_count count, Handler handler, F f,
                    pool_keys::hold key, permit turn)
         : state_{std::move(state)}, count_{std::move(count)}, handler_{std::move(handler)},
-          f_{std::move(f)}, key_{std::move(key)}, turn_{std::move(turn)}
+          f_{std::move(f)}, key_{std::move(key)}, turn_{std::move(turn)},
+          // Every type: a wait that has not ended can be given up whole.
+          cancellation_{asio::get_associated_cancellation_slot(handler_),
+                        asio::enable_total_cancellation(), pass_on}
     {
     }
 
@@ -48,6 +61,10 @@ class pool_admission {
 
     void operator()(error_code ec, permit granted)
     {
+        if (!ec && cancellation_.cancelled() != asio::cancellation_type::none) {
+            granted.release(); // cancelled as it was granted: the slot goes to the next
+            ec = asio::error::operation_aborted;
+        }
         if (ec) {
             fail(ec);
             return;
@@ -65,6 +82,7 @@ class pool_admission {
         }
         auto state = std::move(state_); // decided
         state->leave_waiting();
+        release_callers_slot();
         if (!launch_pool_task<Kind>(*state, handler_, f_, std::move(count_), std::move(granted),
                                     std::move(turn_), std::move(key_), false)) {
             // Admitted before close() and started after it: refused, as any
@@ -75,6 +93,9 @@ class pool_admission {
     }
 
     const Handler& inner() const noexcept { return handler_; }
+
+    /// The slot of the waits: the cancellation state's, not the caller's.
+    asio::cancellation_slot waits_slot() const noexcept { return cancellation_.slot(); }
 
   private:
     void fail(error_code ec)
@@ -87,7 +108,24 @@ class pool_admission {
         turn_.release();
         key_.reset();
         count_.reset();
+        release_callers_slot();
         Kind<Handler>::template fail<value_type>(std::move(handler_), ec);
+    }
+
+    /// Takes the cancellation state out of the caller's slot, where an
+    /// async_run's canceller goes next. We run on the caller's executor, where
+    /// the slot may be touched.
+    void release_callers_slot()
+    {
+        auto slot = asio::get_associated_cancellation_slot(handler_);
+        if (slot.is_connected()) {
+            slot.clear();
+        }
+    }
+
+    static constexpr asio::cancellation_type pass_on(asio::cancellation_type type) noexcept
+    {
+        return type;
     }
 
     std::shared_ptr<task_pool_state> state_; // null once moved from or decided
@@ -96,6 +134,7 @@ class pool_admission {
     F f_;
     pool_keys::hold key_;
     permit turn_;
+    asio::cancellation_state cancellation_;
 };
 
 /// The initiation of async_submit and async_run: start at once when the key
@@ -166,10 +205,23 @@ struct initiate_pool_task {
 
 } // namespace tame::detail
 
-// Every associated property of a waiting submission is its caller's handler's.
+// Every associated property of a waiting submission is its caller's handler's,
+// but its cancellation slot (see pool_admission).
 template <template <class, class> class Associator, template <class> class Kind, class Handler,
           class F, class Default>
 struct boost::asio::associator<Associator, tame::detail::pool_admission<Kind, Handler, F>, Default>
     : tame::detail::inner_associator<Associator, tame::detail::pool_admission<Kind, Handler, F>,
                                      Handler, Default> {
+};
+
+template <template <class> class Kind, class Handler, class F, class Slot>
+struct boost::asio::associated_cancellation_slot<tame::detail::pool_admission<Kind, Handler, F>,
+                                                 Slot> {
+    using type = boost::asio::cancellation_slot;
+
+    static type get(const tame::detail::pool_admission<Kind, Handler, F>& admission,
+                    const Slot& = Slot()) noexcept
+    {
+        return admission.waits_slot();
+    }
 };
