@@ -1,3 +1,5 @@
+#include "read_body.hpp"
+
 #include <tame/http/client.hpp>
 
 #include <boost/asio/as_tuple.hpp>
@@ -126,9 +128,17 @@ class exchange : public std::enable_shared_from_this<exchange> {
             parser.skip(true);
         }
         beast::flat_buffer buffer;
-        auto [read_ec, read] = co_await beast::http::async_read(socket_, buffer, parser, use_tuple);
-        if (read_ec || cancelled_) {
-            co_return fail(read_ec);
+        auto [header_ec, header_bytes] =
+            co_await beast::http::async_read_header(socket_, buffer, parser, use_tuple);
+        if (header_ec || cancelled_) {
+            co_return fail(header_ec);
+        }
+        auto body_ec = put_buffered(parser, buffer);
+        if (!body_ec) {
+            body_ec = co_await read_body(socket_, buffer, parser, options_.header_limit);
+        }
+        if (body_ec || cancelled_) {
+            co_return fail(body_ec);
         }
         error_code ignored;
         socket_.shutdown(tcp::socket::shutdown_both, ignored);

@@ -4,6 +4,8 @@
 // are connection_events.cpp.
 #include "connection.hpp"
 
+#include "read_body.hpp"
+
 #include <tame/http/json.hpp>
 
 #include <boost/asio/as_tuple.hpp>
@@ -120,14 +122,16 @@ asio::awaitable<void> connection::run()
 
         // Most requests arrive whole in one read: parse what is buffered first,
         // and read only for what is missing.
-        auto header_ec = parse_buffered();
+        auto header_ec = put_buffered(*parser_, buffer_);
         if (!header_ec && !parser_->is_header_done()) {
             auto [ec, n] =
                 co_await beast::http::async_read_header(socket_, buffer_, *parser_, use_tuple);
             if (phase_ == phase::closed) {
                 break;
             }
-            header_ec = ec;
+            // The bytes read with the header's last ones are the body's first:
+            // read_body() expects them put already.
+            header_ec = ec ? ec : put_buffered(*parser_, buffer_);
         }
         if (header_ec) {
             co_await fail_request(header_ec);
@@ -157,8 +161,8 @@ asio::awaitable<void> connection::run()
                 }
             }
             arm(options.body_timeout, server_->now());
-            auto [body_ec, body_bytes] =
-                co_await beast::http::async_read(socket_, buffer_, *parser_, use_tuple);
+            const auto body_ec =
+                co_await read_body(socket_, buffer_, *parser_, options.header_limit, read_chunk);
             if (phase_ == phase::closed) {
                 break;
             }
@@ -195,22 +199,6 @@ connection::unsafe_framing(const beast::http::request_parser<beast::http::string
         return "Transfer-Encoding in an HTTP/1.0 request";
     }
     return nullptr;
-}
-
-error_code connection::parse_buffered()
-{
-    while (buffer_.size() > 0 && !parser_->is_done()) {
-        error_code ec;
-        const auto used = parser_->put(buffer_.data(), ec);
-        buffer_.consume(used);
-        if (ec == beast::http::error::need_more) {
-            return {};
-        }
-        if (ec || used == 0) {
-            return ec;
-        }
-    }
-    return {};
 }
 
 asio::awaitable<void> connection::fail_request(const error_code& ec)

@@ -96,7 +96,6 @@ class connection : public std::enable_shared_from_this<connection> {
 
     struct answer;
 
-    boost::system::error_code parse_buffered();
     /// Why a request's framing must be refused although Beast accepted it, or
     /// nullptr.
     static const char* unsafe_framing(
