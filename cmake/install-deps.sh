@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages tame needs to build, test and benchmark:
 # clang and its runtime for the fuzz preset, python3 for the attack scripts,
-# clang-format (14) for the format test, ccache to compile each object once.
+# clang-format (14) for the format test, ccache to compile each object once,
+# hiredis for tame::redis and redis-server for its tests (which start their own).
 # Does nothing (and needs no root) when every package is already there.
 set -euo pipefail
 
@@ -13,6 +14,7 @@ packages=(
     clang libclang-rt-14-dev
     python3
     clang-format ccache
+    libhiredis-dev redis-server
 )
 
 missing=()

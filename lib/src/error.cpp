@@ -30,6 +30,12 @@ class tame_category final : public boost::system::error_category {
             return "invalid URL";
         case errc::unsupported_scheme:
             return "unsupported URL scheme";
+        case errc::redis_unavailable:
+            return "Redis is unavailable";
+        case errc::redis_error:
+            return "Redis answered with an error";
+        case errc::lease_lost:
+            return "the lease was lost";
         }
         return "unknown tame error";
     }

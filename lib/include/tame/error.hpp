@@ -22,8 +22,18 @@ enum class errc {
     pool_overloaded,
     /// A URL could not be parsed, or lacks a host.
     invalid_url,
-    /// A URL names a scheme the HTTP client does not speak (only `http`).
+    /// A URL names a scheme the client does not speak (`http` for the HTTP
+    /// client, `redis` for tame::redis).
     unsupported_scheme,
+    /// Redis could not be reached in time: refused, unreachable, or no answer
+    /// within the connection's timeouts. A command that fails so may or may not
+    /// have run.
+    redis_unavailable,
+    /// Redis answered a command with an error reply (its text is in the reply).
+    redis_error,
+    /// A distributed permit's lease ran out before its holder could renew it:
+    /// another holder may have the permit now.
+    lease_lost,
 };
 
 /// The category of tame::errc, named "tame".

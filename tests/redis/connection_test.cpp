@@ -1,0 +1,341 @@
+#include <tame/redis/connection.hpp>
+
+#include <tame_test/complete.hpp>
+#include <tame_test/redis_server.hpp>
+
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/deferred.hpp>
+#include <boost/asio/error.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_future.hpp>
+#include <catch2/catch.hpp>
+
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace asio = boost::asio;
+namespace redis = tame::redis;
+using namespace std::chrono_literals;
+using tame::error_code;
+using tame_test::complete;
+using tame_test::redis_server;
+
+namespace {
+
+redis::connection_options options_for(const redis_server& server)
+{
+    redis::connection_options o;
+    o.url = server.url();
+    o.connect_timeout = 500ms;
+    o.reply_timeout = 500ms;
+    o.min_backoff = 20ms;
+    o.max_backoff = 200ms;
+    return o;
+}
+
+std::tuple<error_code, redis::reply> exec(asio::io_context& io, redis::connection& conn,
+                                          redis::command cmd)
+{
+    return complete<error_code, redis::reply>(io, conn.async_exec(std::move(cmd), asio::deferred));
+}
+
+} // namespace
+
+TEST_CASE("a command is answered with its reply", "[redis][connection]")
+{
+    redis_server server;
+    asio::io_context io;
+    redis::connection conn{io.get_executor(), options_for(server)};
+
+    auto [set_ec, set] = exec(io, conn, {"SET", "greeting", "hello"});
+    auto [get_ec, got] = exec(io, conn, {"GET", "greeting"});
+
+    CHECK_FALSE(set_ec);
+    CHECK(set.text() == "OK");
+    CHECK_FALSE(get_ec);
+    CHECK(got.type() == redis::reply::kind::string);
+    CHECK(got.text() == "hello");
+}
+
+TEST_CASE("commands issued together are pipelined and answered in order", "[redis][connection]")
+{
+    redis_server server;
+    asio::io_context io;
+    redis::connection conn{io.get_executor(), options_for(server)};
+    std::vector<std::int64_t> answers;
+
+    for (int i = 0; i < 500; ++i) {
+        conn.async_exec({"INCR", "counter"}, [&](error_code ec, redis::reply r) {
+            CHECK_FALSE(ec);
+            answers.push_back(r.integer());
+        });
+    }
+    for (int i = 0; i < 1000 && answers.size() < 500; ++i) {
+        io.run_one_for(10ms);
+    }
+
+    REQUIRE(answers.size() == 500);
+    for (std::size_t i = 0; i < answers.size(); ++i) {
+        CHECK(answers[i] == static_cast<std::int64_t>(i + 1));
+    }
+}
+
+TEST_CASE("a server error reply completes with redis_error and says what went wrong",
+          "[redis][connection]")
+{
+    redis_server server;
+    asio::io_context io;
+    redis::connection conn{io.get_executor(), options_for(server)};
+
+    auto [ec, r] = exec(io, conn, {"NOSUCHCOMMAND", "x"});
+
+    CHECK(ec == tame::errc::redis_error);
+    CHECK(r.is_error());
+    CHECK(r.text().find("unknown command") != std::string::npos);
+}
+
+TEST_CASE("a script runs by its hash, and by its source once after the server lost it",
+          "[redis][connection]")
+{
+    redis_server server;
+    asio::io_context io;
+    redis::connection conn{io.get_executor(), options_for(server)};
+    const redis::script add{"return tonumber(ARGV[1]) + tonumber(ARGV[2])"};
+    auto eval = [&] {
+        return complete<error_code, redis::reply>(
+            io, conn.async_eval(add, {}, {"2", "3"}, asio::deferred));
+    };
+
+    auto [first_ec, first] = eval(); // NOSCRIPT, then EVAL: two commands
+    const auto after_first = conn.stats().commands;
+    auto [second_ec, second] = eval(); // EVALSHA alone
+    const auto after_second = conn.stats().commands;
+    exec(io, conn, {"SCRIPT", "FLUSH"});
+    auto [third_ec, third] = eval(); // lost again: NOSCRIPT, then EVAL
+    const auto after_third = conn.stats().commands;
+
+    CHECK_FALSE(first_ec);
+    CHECK(first.integer() == 5);
+    CHECK(after_first == 2);
+    CHECK_FALSE(second_ec);
+    CHECK(second.integer() == 5);
+    CHECK(after_second == 3);
+    CHECK_FALSE(third_ec);
+    CHECK(third.integer() == 5);
+    CHECK(after_third == 6);
+}
+
+TEST_CASE("a command to a port nobody listens on fails with redis_unavailable within the connect "
+          "timeout",
+          "[redis][connection]")
+{
+    asio::io_context io;
+    redis::connection_options o;
+    o.url = {"127.0.0.1", tame_test::free_loopback_port(), 0};
+    o.connect_timeout = 300ms;
+    redis::connection conn{io.get_executor(), o};
+
+    const auto started = std::chrono::steady_clock::now();
+    auto [ec, r] = exec(io, conn, {"PING"});
+    const auto took = std::chrono::steady_clock::now() - started;
+
+    CHECK(ec == tame::errc::redis_unavailable);
+    CHECK(took < 2s);
+}
+
+TEST_CASE("a command to a frozen server fails with redis_unavailable after the reply timeout",
+          "[redis][connection]")
+{
+    redis_server server;
+    asio::io_context io;
+    redis::connection conn{io.get_executor(), options_for(server)};
+    exec(io, conn, {"PING"});
+    server.pause();
+
+    auto [ec, r] = exec(io, conn, {"PING"});
+    server.resume();
+    auto [after_ec, after] = exec(io, conn, {"PING"});
+
+    CHECK(ec == tame::errc::redis_unavailable);
+    CHECK_FALSE(after_ec);
+    CHECK(after.text() == "PONG");
+}
+
+TEST_CASE("a connection survives a restart of the server", "[redis][connection]")
+{
+    redis_server server;
+    asio::io_context io;
+    redis::connection conn{io.get_executor(), options_for(server)};
+    exec(io, conn, {"SET", "kept", "yes"});
+
+    server.stop();
+    auto [down_ec, down] = exec(io, conn, {"GET", "kept"});
+    server.start();
+    auto [up_ec, up] = exec(io, conn, {"GET", "kept"});
+
+    CHECK(down_ec == tame::errc::redis_unavailable);
+    CHECK_FALSE(up_ec);
+    CHECK(up.text() == "yes");
+    CHECK(conn.stats().connects >= 2);
+}
+
+TEST_CASE("a cancelled command completes with operation_aborted and the next one gets its own "
+          "reply",
+          "[redis][connection]")
+{
+    redis_server server;
+    asio::io_context io;
+    redis::connection conn{io.get_executor(), options_for(server)};
+    asio::cancellation_signal cancel;
+    std::optional<error_code> blocked;
+
+    // BLPOP waits 0.3 s on the server for a list that never fills.
+    conn.async_exec({"BLPOP", "never", "0.3"},
+                    asio::bind_cancellation_slot(
+                        cancel.slot(), [&](error_code ec, redis::reply) { blocked = ec; }));
+    io.run_for(50ms);
+    cancel.emit(asio::cancellation_type::terminal);
+    io.restart();
+    io.run_for(20ms);
+    const auto cancelled_at_once = blocked.has_value();
+    auto [ec, r] = exec(io, conn, {"ECHO", "mine"});
+
+    CHECK(cancelled_at_once);
+    CHECK(blocked == asio::error::operation_aborted);
+    CHECK_FALSE(ec);
+    CHECK(r.text() == "mine");
+}
+
+TEST_CASE("a command completes on its handler's associated executor", "[redis][connection]")
+{
+    redis_server server;
+    asio::io_context io;
+    redis::connection conn{io.get_executor(), options_for(server)};
+    auto strand = asio::make_strand(io);
+    std::optional<bool> on_strand;
+
+    conn.async_exec({"PING"}, asio::bind_executor(strand, [&](error_code, redis::reply) {
+                        on_strand = strand.running_in_this_thread();
+                    }));
+    for (int i = 0; i < 1000 && !on_strand; ++i) {
+        io.run_one_for(10ms);
+    }
+
+    CHECK(on_strand == true);
+}
+
+TEST_CASE("a command completes through use_future on a thread running the connection",
+          "[redis][connection]")
+{
+    redis_server server;
+    asio::io_context io;
+    auto guard = asio::make_work_guard(io);
+    std::thread runner{[&] { io.run(); }};
+    {
+        redis::connection conn{io.get_executor(), options_for(server)};
+        auto reply = conn.async_exec({"ECHO", "future"}, asio::use_future);
+
+        CHECK(reply.get().text() == "future");
+    }
+    guard.reset();
+    runner.join();
+}
+
+TEST_CASE("a subscription receives what is published on its channel", "[redis][connection]")
+{
+    redis_server server;
+    asio::io_context io;
+    redis::connection conn{io.get_executor(), options_for(server)};
+
+    auto [sub_ec, sub] =
+        complete<error_code, redis::subscription>(io, conn.async_subscribe("news", asio::deferred));
+    REQUIRE_FALSE(sub_ec);
+    exec(io, conn, {"PUBLISH", "news", "first"});
+    exec(io, conn, {"PUBLISH", "news", "second"});
+    auto [ec1, m1] = complete<error_code, redis::message>(io, sub.async_receive(asio::deferred));
+    auto [ec2, m2] = complete<error_code, redis::message>(io, sub.async_receive(asio::deferred));
+
+    CHECK(m1.channel == "news");
+    CHECK(m1.payload == "first");
+    CHECK(m2.payload == "second");
+    CHECK_FALSE(m1.after_gap);
+}
+
+TEST_CASE("a subscription hears of a gap after its connection was re-established, and goes on "
+          "receiving",
+          "[redis][connection]")
+{
+    redis_server server;
+    asio::io_context io;
+    redis::connection conn{io.get_executor(), options_for(server)};
+    auto [sub_ec, sub] =
+        complete<error_code, redis::subscription>(io, conn.async_subscribe("news", asio::deferred));
+    REQUIRE_FALSE(sub_ec);
+
+    server.stop();
+    server.start();
+    auto [gap_ec, gap] =
+        complete<error_code, redis::message>(io, sub.async_receive(asio::deferred), 20s);
+    // Published until the re-subscription has reached the server.
+    std::optional<redis::message> next;
+    sub.async_receive([&](error_code, redis::message m) { next = std::move(m); });
+    for (int i = 0; i < 200 && !next; ++i) {
+        exec(io, conn, {"PUBLISH", "news", "again"});
+        io.restart();
+        io.run_for(10ms);
+    }
+
+    CHECK(gap.after_gap);
+    REQUIRE(next);
+    CHECK(next->payload == "again");
+}
+
+TEST_CASE("a closed connection completes its waiting receive and later commands with closed",
+          "[redis][connection]")
+{
+    redis_server server;
+    asio::io_context io;
+    redis::connection conn{io.get_executor(), options_for(server)};
+    auto [sub_ec, sub] =
+        complete<error_code, redis::subscription>(io, conn.async_subscribe("news", asio::deferred));
+    std::optional<error_code> received;
+    sub.async_receive([&](error_code ec, redis::message) { received = ec; });
+
+    conn.close();
+    auto [ec, r] = exec(io, conn, {"PING"});
+    io.restart();
+    io.run_for(50ms);
+
+    CHECK(ec == tame::errc::closed);
+    CHECK(received == tame::errc::closed);
+}
+
+TEST_CASE("a Redis URL is read with its host, port and database", "[redis][url]")
+{
+    const auto u = redis::parse_url("redis://cache.internal:6380/3");
+
+    CHECK(u.host == "cache.internal");
+    CHECK(u.port == 6380);
+    CHECK(u.db == 3);
+    CHECK(redis::parse_url("redis://10.0.0.1").port == 6379);
+}
+
+TEST_CASE("a malformed Redis URL is refused with a message that names it", "[redis][url]")
+{
+    error_code ec;
+    redis::parse_url("redis://host:99999", ec);
+    CHECK(ec == tame::errc::invalid_url);
+    redis::parse_url("rediss://host", ec);
+    CHECK(ec == tame::errc::unsupported_scheme);
+    redis::parse_url("redis://host/db", ec);
+    CHECK(ec == tame::errc::invalid_url);
+    redis::parse_url("host:6379", ec);
+    CHECK(ec);
+
+    CHECK_THROWS_WITH(redis::parse_url("redis://:6379"),
+                      Catch::Contains("bad Redis URL 'redis://:6379'"));
+}
