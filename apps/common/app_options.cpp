@@ -4,7 +4,10 @@
 #include <boost/program_options/value_semantic.hpp>
 #include <boost/program_options/variables_map.hpp>
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <array>
 #include <iostream>
 #include <stdexcept>
 #include <thread>
@@ -16,6 +19,15 @@ namespace samples {
 unsigned app_options::thread_count() const noexcept
 {
     return threads != 0 ? threads : std::max(1u, std::thread::hardware_concurrency());
+}
+
+std::string app_options::default_instance()
+{
+    std::array<char, 256> host{};
+    if (::gethostname(host.data(), host.size() - 1) != 0) {
+        host = {'h', 'o', 's', 't'};
+    }
+    return std::string{host.data()} + ":" + std::to_string(::getpid());
 }
 
 tame::http::server_options app_options::server_options() const
@@ -95,7 +107,22 @@ po::options_description describe_app_options(const std::string& title, app_optio
         "max-connections",
         count_flag(app.max_connections, "max-connections", 1, std::size_t{1} << 30),
         "connections open at once; more wait in the listen backlog")(
-        "quiet", po::bool_switch(&app.quiet), "no access log");
+        "quiet", po::bool_switch(&app.quiet), "no access log")(
+        "redis", po::value<std::string>()->notifier([&app](const std::string& text) {
+            tame::error_code ec;
+            app.redis = tame::redis::parse_url(text, ec);
+            if (ec) {
+                throw po::error{"--redis must be redis://host[:port][/db], not '" + text + "'"};
+            }
+        }),
+        "share limits and jobs with the replicas that use this Redis (redis://host[:port][/db])")(
+        "lease-ms", po::value<long>()->default_value(app.lease.count())->notifier([&app](long ms) {
+            check_range("lease-ms", ms, 100L, 3600L * 1000);
+            app.lease = std::chrono::milliseconds{ms};
+        }),
+        "with --redis: how long what this replica holds outlives it if it dies, ms")(
+        "instance", po::value(&app.instance)->default_value(app.instance),
+        "with --redis: this replica's name (default host:pid)");
     return description;
 }
 

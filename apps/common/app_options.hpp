@@ -1,6 +1,7 @@
 #pragma once
 
 #include <tame/http/server_options.hpp>
+#include <tame/redis/url.hpp>
 
 #include <boost/program_options/options_description.hpp>
 #include <boost/program_options/value_semantic.hpp>
@@ -30,6 +31,17 @@ struct app_options {
     std::size_t max_connections = tame::http::server_options{}.max_connections;
     /// No access log.
     bool quiet = false;
+    /// The Redis that replicas share (--redis): limits and jobs live there.
+    /// None: everything stays in this process, as without replicas.
+    std::optional<tame::redis::url> redis;
+    /// The lease of what this replica holds in Redis (--lease-ms): a replica
+    /// that dies gives it back within this long.
+    std::chrono::milliseconds lease{10000};
+    /// This replica's name in Redis (--instance): by default host:pid.
+    std::string instance = default_instance();
+
+    /// host:pid of this process.
+    static std::string default_instance();
 
     /// The threads to run, `threads` resolved.
     unsigned thread_count() const noexcept;

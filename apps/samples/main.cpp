@@ -21,6 +21,9 @@ int main(int argc, char** argv)
     if (auto exit_code = samples::parse_command_line(argc, argv, flags)) {
         return *exit_code;
     }
+    sync.redis = app.redis;
+    sync.lease = app.lease;
+    sync.instance = app.instance;
     try {
         reports.single_threaded = app.single_threaded();
         boost::asio::io_context io{static_cast<int>(app.thread_count())};

@@ -15,6 +15,9 @@ int main(int argc, char** argv)
     if (auto exit_code = samples::parse_command_line(argc, argv, flags)) {
         return *exit_code;
     }
+    sync.redis = app.redis;
+    sync.lease = app.lease;
+    sync.instance = app.instance;
     try {
         boost::asio::io_context io{static_cast<int>(app.thread_count())};
         samples::sync_data_service service{io.get_executor(), sync};

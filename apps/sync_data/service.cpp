@@ -10,6 +10,7 @@
 #include <tame/http/request_context.hpp>
 #include <tame/on_failure.hpp>
 
+#include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/program_options/value_semantic.hpp>
 #include <boost/system/system_error.hpp>
@@ -70,8 +71,8 @@ void add_sync_data_options(po::options_description& description, sync_data_optio
 }
 
 sync_data_service::sync_data_service(const asio::any_io_executor& ex, sync_data_options options)
-    : sample_service{ex}, options_{options}, task_slots_{ex, options.max_running_tasks},
-      jobs_{options.max_jobs, options.job_ttl}, job_group_{ex, 0, tame::on_failure::keep_going}
+    : sample_service{ex}, options_{options}, jobs_{options.max_jobs, options.job_ttl},
+      job_group_{ex, 0, tame::on_failure::keep_going}
 {
     if (options_.tasks > options_.max_tasks || options_.concurrency > options_.max_concurrency ||
         options_.task_time > options_.max_task_time) {
@@ -79,12 +80,29 @@ sync_data_service::sync_data_service(const asio::any_io_executor& ex, sync_data_
             "tame-sync-data: the default batch (--tasks, --concurrency, --task-ms) "
             "must lie within --max-tasks, --max-concurrency and --max-task-ms"};
     }
+    if (!options_.redis) {
+        task_slots_ = std::make_unique<task_slots>(ex, options_.max_running_tasks);
+        return;
+    }
+    tame::redis::connection_options redis_options;
+    redis_options.url = *options_.redis;
+    redis_ = std::make_unique<tame::redis::connection>(ex, redis_options);
+    task_slots_ = std::make_unique<task_slots>(*redis_, "sync_tasks", options_.max_running_tasks,
+                                               options_.lease);
+    shared_jobs_ =
+        std::make_unique<shared_jobs>(*redis_, options_.instance, options_.lease, options_.job_ttl);
+    // The runner's loop is the group's first task: the stop cancels and joins
+    // it with the jobs.
+    job_group_.try_spawn([this] { return shared_jobs_->run(); });
 }
 
 sync_data_service::~sync_data_service()
 {
     job_group_.cancel();
-    task_slots_.close();
+    task_slots_->close();
+    if (redis_) {
+        redis_->close();
+    }
 }
 
 void sync_data_service::add_routes(http::router& routes)
@@ -96,7 +114,13 @@ void sync_data_service::add_routes(http::router& routes)
 
 void sync_data_service::add_metrics(http::metrics_registry& metrics)
 {
-    metrics.add_semaphore("sync_tasks", task_slots_);
+    if (auto* local = task_slots_->local()) {
+        metrics.add_semaphore("sync_tasks", *local);
+    } else {
+        metrics.add(http::metric_type::gauge, "tame_sync_tasks_shared_held",
+                    "Sync tasks of this replica holding a slot of the cap shared through Redis.",
+                    "", [this] { return static_cast<double>(task_slots_->held()); });
+    }
     metrics.add(http::metric_type::counter, "tame_sync_tasks_done_total",
                 "Sync tasks finished, over all batches.", "", [this] {
                     return static_cast<double>(tasks_done_.load(std::memory_order_relaxed));
@@ -115,16 +139,29 @@ void sync_data_service::do_async_stop(asio::any_completion_handler<void(error_co
     // job; a batch asked for later is refused (its tasks' acquires fail with
     // tame::errc::closed).
     job_group_.cancel();
-    task_slots_.close();
+    task_slots_->close();
     // The join's first failure is a job's, which its /jobs/{id} already
     // reports: the stop itself has succeeded once every job has ended.
-    job_group_.async_join(
-        [done = std::move(done)](std::exception_ptr) mutable { std::move(done)(error_code{}); });
+    job_group_.async_join([this, done = std::move(done)](std::exception_ptr) mutable {
+        auto* shared = task_slots_->shared();
+        if (shared == nullptr) {
+            std::move(done)(error_code{});
+            return;
+        }
+        // The slots the tasks gave back are on their way to Redis; a script
+        // sent after them through the semaphore arrives after them. Then the
+        // connection closes, which lets the io_context's run() return.
+        shared->async_stats(
+            [this, done = std::move(done)](error_code, tame::distributed_semaphore_stats) mutable {
+                redis_->close();
+                std::move(done)(error_code{});
+            });
+    });
 }
 
 std::size_t sync_data_service::running_tasks() const noexcept
 {
-    return task_slots_.capacity() - task_slots_.available();
+    return task_slots_->held();
 }
 
 sync_batch_spec sync_data_service::batch_from(const http::request_context& ctx) const
@@ -142,13 +179,13 @@ asio::awaitable<http::response> sync_data_service::sync_data(http::request_conte
 {
     const auto spec = batch_from(ctx);
     if (query_switch(ctx, "async")) {
-        co_return start_job(spec);
+        co_return co_await start_job(spec);
     }
 
     const auto started = clock::now();
     auto progress = std::make_shared<sync_progress>();
     try {
-        auto batch = run_sync_batch(get_executor(), spec, progress, task_slots_);
+        auto batch = run_sync_batch(get_executor(), spec, progress, *task_slots_);
         co_await std::move(batch);
     } catch (const boost::system::system_error&) {
         tasks_done_.fetch_add(progress->done.load(), std::memory_order_relaxed);
@@ -173,7 +210,7 @@ asio::awaitable<http::response> sync_data_service::sync_data(http::request_conte
     });
 }
 
-http::response sync_data_service::start_job(const sync_batch_spec& spec)
+asio::awaitable<http::response> sync_data_service::start_job(const sync_batch_spec& spec)
 {
     auto job = jobs_.create(spec);
     if (!job) {
@@ -181,7 +218,7 @@ http::response sync_data_service::start_job(const sync_batch_spec& spec)
                                         std::to_string(options_.max_jobs) +
                                             " sync jobs are running already");
         res.set(http::field::retry_after, "10");
-        return res;
+        co_return res;
     }
     // The job belongs to the service, not to this request: a task of its
     // supervisor group, which async_stop() cancels and joins. A group that has
@@ -189,8 +226,16 @@ http::response sync_data_service::start_job(const sync_batch_spec& spec)
     auto job_task = [this, job] { return run_job(job); };
     if (!job_group_.try_spawn(std::move(job_task))) {
         jobs_.discard(*job);
-        return http::error_response(http::status::service_unavailable,
-                                    "the service is stopping: it takes no new sync job");
+        co_return http::error_response(http::status::service_unavailable,
+                                       "the service is stopping: it takes no new sync job");
+    }
+    if (shared_jobs_) {
+        // Recorded before the 202, so that any replica finds it at once. If
+        // Redis fails now, the runner's loop records it on a later tick.
+        try {
+            co_await shared_jobs_->add(job);
+        } catch (const boost::system::system_error&) {
+        }
     }
     auto res = http::json_response(http::status::accepted, {
                                                                {"id", job->id},
@@ -200,7 +245,7 @@ http::response sync_data_service::start_job(const sync_batch_spec& spec)
                                                                {"status", "/jobs/" + job->id},
                                                            });
     res.set(http::field::location, "/jobs/" + job->id);
-    return res;
+    co_return res;
 }
 
 asio::awaitable<void> sync_data_service::run_job(std::shared_ptr<sync_job> job)
@@ -209,21 +254,51 @@ asio::awaitable<void> sync_data_service::run_job(std::shared_ptr<sync_job> job)
     try {
         // Until the batch ends, or DELETE /jobs/{id} emits the job's own
         // source; the group's cancel() (the service's stop) reaches it as well.
-        auto batch = run_sync_batch(get_executor(), job->spec, job->progress, task_slots_);
+        auto batch = run_sync_batch(get_executor(), job->spec, job->progress, *task_slots_);
         co_await tame::with_cancellation(std::move(batch), job->cancel);
     } catch (...) {
         failure = std::current_exception();
     }
     tasks_done_.fetch_add(job->progress->done.load(), std::memory_order_relaxed);
-    if (jobs_.finish(*job, failure) == sync_job::state::failed) {
+    const auto ended = jobs_.finish(*job, failure);
+    if (shared_jobs_) {
+        // The final record, even when the job was cancelled by the stop: a
+        // fresh cancellation state, or the write would be cancelled too.
+        co_await asio::this_coro::reset_cancellation_state();
+        try {
+            co_await shared_jobs_->finished(*job);
+        } catch (const boost::system::system_error&) {
+            // Its record shows `lost` once this replica's runner key expires.
+        }
+    }
+    if (ended == sync_job::state::failed) {
         // The supervisor keeps it for its join, and cancels no other job.
         std::rethrow_exception(failure);
     }
 }
 
+asio::awaitable<std::optional<boost::json::object>>
+sync_data_service::shared_record(const std::string& id)
+{
+    try {
+        co_return co_await shared_jobs_->find(id);
+    } catch (const boost::system::system_error& e) {
+        if (e.code() != tame::errc::redis_unavailable) {
+            throw;
+        }
+    }
+    throw http::http_error{http::status::service_unavailable,
+                           "the shared job store (Redis) is unavailable"};
+}
+
 asio::awaitable<http::response> sync_data_service::job_status(http::request_context& ctx)
 {
     auto job = jobs_.find(ctx.path_param("id"));
+    if (!job && shared_jobs_) {
+        if (auto record = co_await shared_record(ctx.path_param("id"))) {
+            co_return http::json_response(std::move(*record));
+        }
+    }
     if (!job) {
         throw http::http_error{http::status::not_found,
                                "no sync job " + ctx.path_param("id") + " (or it expired)"};
@@ -234,6 +309,18 @@ asio::awaitable<http::response> sync_data_service::job_status(http::request_cont
 asio::awaitable<http::response> sync_data_service::cancel_job(http::request_context& ctx)
 {
     auto job = jobs_.find(ctx.path_param("id"));
+    if (!job && shared_jobs_) {
+        // Another replica's job: its runner cancels it on its next tick.
+        if (auto record = co_await shared_record(ctx.path_param("id"))) {
+            const std::string state{record->at("state").as_string()};
+            if (state != "running") {
+                throw http::http_error{http::status::conflict,
+                                       "sync job " + ctx.path_param("id") + " is " + state};
+            }
+            co_await shared_jobs_->request_cancel(ctx.path_param("id"));
+            co_return http::json_response(http::status::accepted, std::move(*record));
+        }
+    }
     if (!job) {
         throw http::http_error{http::status::not_found,
                                "no sync job " + ctx.path_param("id") + " (or it expired)"};

@@ -1,9 +1,12 @@
 #pragma once
 
 #include "common/sample_service.hpp"
+#include "sync_data/shared_jobs.hpp"
 #include "sync_data/sync_jobs.hpp"
+#include "sync_data/task_slots.hpp"
 
-#include <tame/semaphore.hpp>
+#include <tame/redis/connection.hpp>
+#include <tame/redis/url.hpp>
 #include <tame/task_group.hpp>
 
 #include <boost/asio/any_io_executor.hpp>
@@ -13,6 +16,8 @@
 #include <chrono>
 #include <cstddef>
 #include <memory>
+#include <optional>
+#include <string>
 
 namespace samples {
 
@@ -31,6 +36,15 @@ struct sync_data_options {
     /// Async jobs kept (running or finished), and how long a finished one is.
     std::size_t max_jobs = 1000;
     std::chrono::seconds job_ttl{600};
+
+    /// With a Redis (--redis), the replicas that share it share the cap on
+    /// running tasks (max_running_tasks is then over all of them) and the
+    /// async jobs: GET and DELETE /jobs/{id} work on any replica.
+    std::optional<tame::redis::url> redis;
+    /// The lease of this replica's slots and of its jobs' runner key.
+    std::chrono::milliseconds lease{10000};
+    /// This replica's name in Redis.
+    std::string instance = "sync-data";
 };
 
 /// Adds tame-sync-data's flags, bound to `options`.
@@ -46,6 +60,8 @@ void add_sync_data_options(boost::program_options::options_description& descript
 /// - `?async=1` answers 202 at once; the batch is then a job of the service:
 ///   a task of its supervisor group, which async_stop() cancels and joins.
 ///   DELETE /jobs/{id} cancels one job alone.
+/// - With `redis` set, the cap and the jobs are shared with the other
+///   replicas (task_slots.hpp, shared_jobs.hpp).
 class sync_data_service : public sample_service {
   public:
     sync_data_service(const boost::asio::any_io_executor& ex, sync_data_options options);
@@ -72,12 +88,17 @@ class sync_data_service : public sample_service {
 
     boost::asio::awaitable<http::response> sync_data(http::request_context& ctx);
     boost::asio::awaitable<http::response> job_status(http::request_context& ctx);
+    /// Job `id` as Redis has it; 503 when Redis is unavailable.
+    boost::asio::awaitable<std::optional<boost::json::object>> shared_record(const std::string& id);
     boost::asio::awaitable<http::response> cancel_job(http::request_context& ctx);
     sync_batch_spec batch_from(const http::request_context& ctx) const;
-    http::response start_job(const sync_batch_spec& spec);
+    boost::asio::awaitable<http::response> start_job(const sync_batch_spec& spec);
 
     sync_data_options options_;
-    tame::async_semaphore task_slots_;
+    /// With --redis: the connection the shared cap and jobs go through.
+    std::unique_ptr<tame::redis::connection> redis_;
+    std::unique_ptr<task_slots> task_slots_;
+    std::unique_ptr<shared_jobs> shared_jobs_;
     sync_job_registry jobs_;
     /// The async jobs, each a task: a supervisor (on_failure::keep_going), so
     /// that a job that fails cancels no other. async_stop() cancels and joins it.

@@ -1,5 +1,6 @@
 #include "sync_data/sync_batch.hpp"
 
+#include <tame/cancel_source.hpp>
 #include <tame/task_group.hpp>
 #include <tame/with_task_group.hpp>
 
@@ -12,14 +13,18 @@ namespace asio = boost::asio;
 namespace samples {
 namespace {
 
-asio::awaitable<void> sync_one(std::shared_ptr<sync_progress> progress,
-                               tame::async_semaphore* service_slots,
+asio::awaitable<void> sync_one(std::shared_ptr<sync_progress> progress, task_slots* service_slots,
                                std::chrono::milliseconds task_time)
 {
-    const auto permit = co_await service_slots->acquire();
+    const auto slot = co_await service_slots->acquire();
     const concurrency_meter::scope running{progress->meter};
     asio::steady_timer validation_call{co_await asio::this_coro::executor, task_time};
-    co_await validation_call.async_wait(asio::use_awaitable);
+    if (slot.is_shared()) {
+        co_await tame::with_cancellation(validation_call.async_wait(asio::use_awaitable),
+                                         slot.lost());
+    } else {
+        co_await validation_call.async_wait(asio::use_awaitable);
+    }
     progress->done.fetch_add(1, std::memory_order_relaxed);
 }
 
@@ -27,7 +32,7 @@ asio::awaitable<void> sync_one(std::shared_ptr<sync_progress> progress,
 
 asio::awaitable<void> run_sync_batch(asio::any_io_executor ex, sync_batch_spec spec,
                                      std::shared_ptr<sync_progress> progress,
-                                     tame::async_semaphore& service_slots)
+                                     task_slots& service_slots)
 {
     auto spawn_all = [&](tame::task_group& group) -> asio::awaitable<void> {
         for (std::size_t i = 0; i < spec.tasks; ++i) {

@@ -1,8 +1,7 @@
 #pragma once
 
 #include "sync_data/concurrency_meter.hpp"
-
-#include <tame/semaphore.hpp>
+#include "sync_data/task_slots.hpp"
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
@@ -32,8 +31,10 @@ struct sync_progress {
 /// with_task_group() limited to `spec.concurrency` (Go's errgroup with
 /// SetLimit, or the buffered-channel semaphore with a WaitGroup) spawns one
 /// task per job, each a timer standing for a call to a validation service.
-/// Every task also holds a permit of `service_slots`, the service-wide cap on
-/// running tasks.
+/// Every task also holds a slot of `service_slots`, the service-wide cap on
+/// running tasks (shared by the replicas with --redis: a task whose shared
+/// slot's lease is lost stops, failing the batch, rather than run beyond the
+/// global limit).
 ///
 /// Cancelling the calling coroutine cancels the tasks still running and starts
 /// no more; the batch then throws operation_aborted, once every task has
@@ -44,6 +45,6 @@ struct sync_progress {
 /// one thread).
 boost::asio::awaitable<void> run_sync_batch(boost::asio::any_io_executor ex, sync_batch_spec spec,
                                             std::shared_ptr<sync_progress> progress,
-                                            tame::async_semaphore& service_slots);
+                                            task_slots& service_slots);
 
 } // namespace samples

@@ -1,0 +1,162 @@
+#include "sync_data/shared_jobs.hpp"
+
+#include <tame/error.hpp>
+
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+
+#include <algorithm>
+#include <vector>
+
+namespace asio = boost::asio;
+
+namespace samples {
+namespace {
+
+std::string job_key(const std::string& id)
+{
+    return "tame:job:{" + id + "}";
+}
+
+std::string runner_key(const std::string& instance)
+{
+    return "tame:runner:{" + instance + "}";
+}
+
+std::string ms(std::chrono::milliseconds d)
+{
+    return std::to_string(d.count());
+}
+
+const char* state_text(sync_job::state s)
+{
+    switch (s) {
+    case sync_job::state::running:
+        return "running";
+    case sync_job::state::done:
+        return "done";
+    case sync_job::state::cancelled:
+        return "cancelled";
+    case sync_job::state::failed:
+        return "failed";
+    }
+    return "unknown";
+}
+
+} // namespace
+
+shared_jobs::shared_jobs(tame::redis::connection& redis, std::string instance,
+                         std::chrono::milliseconds lease, std::chrono::seconds ttl)
+    : redis_{redis}, instance_{std::move(instance)}, lease_{lease}, ttl_{ttl},
+      tick_{std::min(std::chrono::milliseconds{250}, lease / 3)}
+{
+}
+
+asio::awaitable<void> shared_jobs::write(const sync_job& job)
+{
+    // A running job's record outlives a dead runner by the TTL, so that its
+    // `lost` state stays visible that long.
+    const auto keep = std::chrono::duration_cast<std::chrono::milliseconds>(ttl_) + lease_;
+    // Commands are named before the co_await: g++ 12 miscompiles a braced
+    // list inside one ("array used as initializer").
+    tame::redis::command record{
+        "HSET",  job_key(job.id),           "json",   boost::json::serialize(job.describe()),
+        "state", state_text(job.current()), "runner", instance_};
+    co_await redis_.async_exec(std::move(record), asio::use_awaitable);
+    tame::redis::command expire{"PEXPIRE", job_key(job.id), ms(keep)};
+    co_await redis_.async_exec(std::move(expire), asio::use_awaitable);
+}
+
+asio::awaitable<void> shared_jobs::run()
+{
+    asio::steady_timer timer{co_await asio::this_coro::executor};
+    for (;;) {
+        try {
+            tame::redis::command alive{"SET", runner_key(instance_), "1", "PX", ms(lease_)};
+            co_await redis_.async_exec(std::move(alive), asio::use_awaitable);
+            std::vector<std::shared_ptr<sync_job>> jobs;
+            {
+                const std::lock_guard lock{mutex_};
+                for (const auto& [id, job] : running_) {
+                    jobs.push_back(job);
+                }
+            }
+            for (const auto& job : jobs) {
+                co_await write(*job);
+                tame::redis::command ask{"HGET", job_key(job->id), "cancel"};
+                auto asked = co_await redis_.async_exec(std::move(ask), asio::use_awaitable);
+                if (asked.text() == "1") {
+                    job->cancel.emit();
+                }
+            }
+        } catch (const boost::system::system_error& e) {
+            if (e.code() == asio::error::operation_aborted || e.code() == tame::errc::closed) {
+                throw;
+            }
+            // Redis unreachable: the next tick tries again. Meanwhile the
+            // runner key may expire, and the other replicas see `lost`.
+        }
+        timer.expires_after(tick_);
+        co_await timer.async_wait(asio::use_awaitable);
+    }
+}
+
+asio::awaitable<void> shared_jobs::add(std::shared_ptr<sync_job> job)
+{
+    {
+        const std::lock_guard lock{mutex_};
+        running_.emplace(job->id, job);
+    }
+    co_await write(*job);
+}
+
+asio::awaitable<void> shared_jobs::finished(const sync_job& job)
+{
+    {
+        const std::lock_guard lock{mutex_};
+        running_.erase(job.id);
+    }
+    tame::redis::command record{"HSET",  job_key(job.id),
+                                "json",  boost::json::serialize(job.describe()),
+                                "state", state_text(job.current())};
+    co_await redis_.async_exec(std::move(record), asio::use_awaitable);
+    tame::redis::command expire{"EXPIRE", job_key(job.id), std::to_string(ttl_.count())};
+    co_await redis_.async_exec(std::move(expire), asio::use_awaitable);
+}
+
+asio::awaitable<std::optional<boost::json::object>> shared_jobs::find(const std::string& id)
+{
+    tame::redis::command read{"HMGET", job_key(id), "json", "state", "runner"};
+    auto record = co_await redis_.async_exec(std::move(read), asio::use_awaitable);
+    const auto& fields = record.elements();
+    if (fields.size() != 3 || fields[0].is_nil()) {
+        co_return std::nullopt;
+    }
+    boost::system::error_code ec;
+    auto parsed = boost::json::parse(fields[0].text(), ec);
+    if (ec || !parsed.is_object()) {
+        co_return std::nullopt;
+    }
+    auto job = std::move(parsed.as_object());
+    if (fields[1].text() == "running") {
+        tame::redis::command exists{"EXISTS", runner_key(fields[2].text())};
+        auto alive = co_await redis_.async_exec(std::move(exists), asio::use_awaitable);
+        if (alive.integer() == 0) {
+            job["state"] = "lost";
+            job["error"] = "its runner, " + fields[2].text() + ", stopped renewing its lease";
+        }
+    }
+    job["runner"] = fields[2].text();
+    co_return job;
+}
+
+asio::awaitable<void> shared_jobs::request_cancel(const std::string& id)
+{
+    tame::redis::command ask{"HSET", job_key(id), "cancel", "1"};
+    co_await redis_.async_exec(std::move(ask), asio::use_awaitable);
+}
+
+} // namespace samples
