@@ -16,3 +16,4 @@ run(${CMAKE_COMMAND} -S ${CONSUMER_SOURCE_DIR} -B ${WORK_DIR}/build -G ${GENERAT
 run(${CMAKE_COMMAND} --build ${WORK_DIR}/build)
 run(${WORK_DIR}/build/tame_consumer)
 run(${WORK_DIR}/build/tame_http_consumer)
+run(${WORK_DIR}/build/tame_redis_consumer)

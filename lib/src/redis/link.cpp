@@ -81,7 +81,9 @@ void link::connect()
     auto self = shared_from_this();
     connect_timer_.expires_after(options_.connect_timeout);
     connect_timer_.async_wait(asio::bind_executor(strand_, [self, g](error_code ec) {
-        if (!ec && g == self->generation_ && self->state_ == state::connecting) {
+        // Connecting, or connected and not yet ready: the attempt took too long.
+        if (!ec && g == self->generation_ &&
+            (self->state_ == state::connecting || self->handshaking_)) {
             self->attempt_failed(g, errc::redis_unavailable);
         }
     }));
@@ -113,32 +115,55 @@ void link::connect()
 
 void link::on_connected(std::uint64_t)
 {
+    // Connected, but not yet ready: a Redis that is loading its data accepts
+    // connections and answers LOADING. The handshake (PING, and SELECT of the
+    // database) goes first and alone; commands wait for its answers.
     state_ = state::connected;
-    connect_timer_.cancel();
+    handshaking_ = true;
     error_code ignored;
     socket_.set_option(asio::ip::tcp::no_delay{true}, ignored);
-    backoff_ = std::chrono::milliseconds{0};
-    counters_.connects.fetch_add(1, std::memory_order_relaxed);
     reader_.reset();
-    const bool first = !connected_before_;
-    connected_before_ = true;
-    if (hooks_.on_connected) {
-        hooks_.on_connected(first);
-    }
+    auto ping = std::make_shared<pending_command>(format_command({"PING"}), std::nullopt);
+    ping->handshake = true;
+    unsent_.push_front(std::move(ping));
     if (options_.url.db != 0) {
-        // Before anything else on this socket.
-        unsent_.push_front(std::make_shared<pending_command>(
-            format_command({"SELECT", std::to_string(options_.url.db)}), std::nullopt));
+        auto select = std::make_shared<pending_command>(
+            format_command({"SELECT", std::to_string(options_.url.db)}), std::nullopt);
+        select->handshake = true;
+        unsent_.insert(unsent_.begin() + 1, std::move(select));
     }
     read();
     write_queued();
 }
 
+void link::on_ready()
+{
+    handshaking_ = false;
+    connect_timer_.cancel();
+    backoff_ = std::chrono::milliseconds{0};
+    counters_.connects.fetch_add(1, std::memory_order_relaxed);
+    const bool first = !connected_before_;
+    connected_before_ = true;
+    if (hooks_.on_connected) {
+        hooks_.on_connected(first);
+    }
+    write_queued();
+}
+
 void link::attempt_failed(std::uint64_t generation, error_code)
 {
-    if (generation != generation_ || state_ != state::connecting) {
+    const bool attempting =
+        state_ == state::connecting || (state_ == state::connected && handshaking_);
+    if (generation != generation_ || !attempting) {
         return;
     }
+    handshaking_ = false;
+    writing_ = false;
+    reply_timer_.cancel();
+    reply_timer_armed_ = false;
+    // The handshake's own commands die with the socket.
+    sent_.clear();
+    std::erase_if(unsent_, [](const auto& cmd) { return cmd->handshake; });
     ++generation_;
     counters_.failures.fetch_add(1, std::memory_order_relaxed);
     error_code ignored;
@@ -158,6 +183,10 @@ void link::attempt_failed(std::uint64_t generation, error_code)
 void link::drop(error_code why)
 {
     if (state_ != state::connected) {
+        return;
+    }
+    if (handshaking_) {
+        attempt_failed(generation_, why); // not ready yet: a failed attempt, with backoff
         return;
     }
     ++generation_;
@@ -188,6 +217,9 @@ void link::write_queued()
     write_buffer_.clear();
     const auto now = clock::now();
     while (!unsent_.empty()) {
+        if (handshaking_ && !unsent_.front()->handshake) {
+            break; // commands wait until the handshake has been answered
+        }
         auto cmd = std::move(unsent_.front());
         unsent_.pop_front();
         if (cmd->abandoned()) {
@@ -264,6 +296,10 @@ void link::on_reply(reply r)
     }
     auto cmd = std::move(sent_.front());
     sent_.pop_front();
+    if (cmd->handshake) {
+        on_handshake_reply(r);
+        return;
+    }
     if (r.is_error() && !cmd->fallback.empty() && r.text().rfind("NOSCRIPT", 0) == 0) {
         // The server lost the script (a restart, SCRIPT FLUSH): its source
         // now, which caches it again.
@@ -272,15 +308,32 @@ void link::on_reply(reply r)
         return;
     }
     if (!cmd->result) {
-        if (r.is_error()) {
-            // The link's own SELECT failed (a database out of range): no
-            // command could run as asked on this connection.
-            close(errc::redis_error);
-        }
-        return;
+        return; // the link's own command (a re-subscription, a PING)
     }
     const error_code ec = r.is_error() ? error_code{errc::redis_error} : error_code{};
     cmd->result->complete(ec, std::move(r));
+}
+
+void link::on_handshake_reply(const reply& r)
+{
+    if (r.is_error()) {
+        if (r.text().rfind("ERR", 0) == 0) {
+            // SELECT of a database out of range: no command could run as
+            // asked on this connection, now or later.
+            close(errc::redis_error);
+            return;
+        }
+        // LOADING, BUSY, MASTERDOWN...: not ready; tried again after the backoff.
+        attempt_failed(generation_, errc::redis_unavailable);
+        return;
+    }
+    const bool last =
+        std::none_of(sent_.begin(), sent_.end(), [](const auto& cmd) { return cmd->handshake; }) &&
+        std::none_of(unsent_.begin(), unsent_.end(),
+                     [](const auto& cmd) { return cmd->handshake; });
+    if (last) {
+        on_ready();
+    }
 }
 
 void link::watch_replies()

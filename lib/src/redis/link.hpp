@@ -38,8 +38,11 @@ struct pending_command {
     std::string bytes;
     /// The EVAL to send instead when an EVALSHA is answered NOSCRIPT.
     std::string fallback;
-    /// Empty for the link's own commands (SELECT, a replayed SUBSCRIBE).
+    /// Empty for the link's own commands (the handshake, a replayed SUBSCRIBE).
     std::optional<pending_result<reply>> result;
+    /// Part of the handshake of a new socket (PING, SELECT): sent before any
+    /// other command, whose answers make the socket ready.
+    bool handshake = false;
     clock::time_point sent_at{};
 
     bool abandoned() const noexcept { return result && result->done(); }
@@ -58,7 +61,8 @@ class link : public std::enable_shared_from_this<link> {
     struct hooks {
         /// A pub/sub message (an array whose first element is "message").
         std::function<void(reply)> on_push;
-        /// After each successful connection, before queued commands are sent.
+        /// After each connection that answered its handshake, before queued
+        /// commands are sent.
         std::function<void(bool first)> on_connected;
         /// After a connection dropped or an attempt failed.
         std::function<void()> on_failed;
@@ -87,6 +91,8 @@ class link : public std::enable_shared_from_this<link> {
     void connect_when_due();
     void connect();
     void on_connected(std::uint64_t generation);
+    void on_handshake_reply(const reply& r);
+    void on_ready();
     void attempt_failed(std::uint64_t generation, error_code ec);
     void drop(error_code why);
     void write_queued();
@@ -104,6 +110,7 @@ class link : public std::enable_shared_from_this<link> {
     state state_ = state::idle;
     std::uint64_t generation_ = 0; // callbacks of an older socket are stale
     bool connected_before_ = false;
+    bool handshaking_ = false; // connected, the handshake not yet answered
     asio::ip::tcp::resolver resolver_;
     asio::ip::tcp::socket socket_;
     asio::steady_timer connect_timer_; // the attempt's deadline, or the backoff

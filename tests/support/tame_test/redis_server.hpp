@@ -12,6 +12,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -21,6 +22,7 @@
 #include <filesystem>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -48,18 +50,28 @@ inline std::uint16_t free_loopback_port()
     return ntohs(addr.sin_port);
 }
 
-/// Whether something accepts TCP connections on 127.0.0.1:`port`.
-inline bool accepts_connections(std::uint16_t port)
+/// Whether a Redis on 127.0.0.1:`port` answers PING with PONG: it accepts
+/// connections and has loaded its data (a loading one answers LOADING).
+inline bool answers_ping(std::uint16_t port)
 {
     const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) {
+        return false;
+    }
+    timeval limit{0, 500 * 1000};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     addr.sin_port = htons(port);
-    const bool ok = fd >= 0 && ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
-    if (fd >= 0) {
-        ::close(fd);
+    bool ok = false;
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
+        ::send(fd, "PING\r\n", 6, MSG_NOSIGNAL) == 6) {
+        char answer[64] = {};
+        const auto n = ::recv(fd, answer, sizeof answer - 1, 0);
+        ok = n >= 5 && std::string_view{answer, static_cast<std::size_t>(n)}.starts_with("+PONG");
     }
+    ::close(fd);
     return ok;
 }
 
@@ -148,7 +160,7 @@ class redis_server {
     }
 
   private:
-    /// Starts redis-server and waits until it accepts connections; false if it
+    /// Starts redis-server and waits until it answers PING; false if it
     /// exited first (its port was taken) or did not come up in 10 s.
     bool launch()
     {
@@ -183,7 +195,7 @@ class redis_server {
             if (::waitpid(pid, &status, WNOHANG) == pid) {
                 return false; // it exited
             }
-            if (accepts_connections(port_)) {
+            if (answers_ping(port_)) {
                 pid_ = pid;
                 return true;
             }
