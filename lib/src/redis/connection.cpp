@@ -1,3 +1,4 @@
+#include "connection_registry.hpp"
 #include "connection_state.hpp"
 #include "resp.hpp"
 
@@ -6,7 +7,9 @@
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/cancellation_type.hpp>
 #include <boost/asio/error.hpp>
+#include <boost/asio/execution/context.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/query.hpp>
 #include <boost/asio/system_executor.hpp>
 
 #include <algorithm>
@@ -135,11 +138,12 @@ void connection_state::start()
     pubsub_->set_hooks(std::move(hooks));
 }
 
-void connection_state::submit(std::string bytes, std::string fallback, exec_handler handler)
+void connection_state::submit(std::string bytes, std::optional<eval_retry> retry,
+                              exec_handler handler)
 {
     auto cmd = std::make_shared<pending_command>(
         std::move(bytes), pending_result<reply>{std::move(handler), executor_});
-    cmd->fallback = std::move(fallback);
+    cmd->retry = std::move(retry);
     cmd->result->arm<command_canceller>(std::weak_ptr<pending_command>{cmd}, strand_);
     asio::post(strand_, [self = shared_from_this(), cmd = std::move(cmd)]() mutable {
         self->commands_->send(std::move(cmd));
@@ -290,6 +294,22 @@ void connection_state::close()
     });
 }
 
+void connection_state::abandon()
+{
+    closed_ = true;
+    commands_->abandon();
+    pubsub_->abandon();
+    auto channels = std::move(channels_);
+    channels_.clear();
+    for (auto& [channel, subs] : channels) {
+        for (auto& sub : subs) {
+            sub->buffered.clear();
+            sub->receiver.reset();
+            sub->closed = true;
+        }
+    }
+}
+
 connection_stats connection_state::stats() const
 {
     connection_stats s;
@@ -305,19 +325,18 @@ connection_stats connection_state::stats() const
 void start_exec(const std::shared_ptr<connection_state>& state, const command& cmd,
                 exec_handler handler)
 {
-    state->submit(format_command(cmd), {}, std::move(handler));
+    state->submit(format_command(cmd), std::nullopt, std::move(handler));
 }
 
 void start_eval(const std::shared_ptr<connection_state>& state, const script& lua,
                 const command& keys, const command& args, exec_handler handler)
 {
-    auto with = [&](std::string verb, const std::string& body) {
-        command cmd{std::move(verb), body, std::to_string(keys.size())};
-        cmd.insert(cmd.end(), keys.begin(), keys.end());
-        cmd.insert(cmd.end(), args.begin(), args.end());
-        return format_command(cmd);
-    };
-    state->submit(with("EVALSHA", lua.sha1()), with("EVAL", lua.source()), std::move(handler));
+    eval_retry retry{lua, {std::to_string(keys.size())}};
+    retry.tail.insert(retry.tail.end(), keys.begin(), keys.end());
+    retry.tail.insert(retry.tail.end(), args.begin(), args.end());
+    command cmd{"EVALSHA", lua.sha1()};
+    cmd.insert(cmd.end(), retry.tail.begin(), retry.tail.end());
+    state->submit(format_command(cmd), std::move(retry), std::move(handler));
 }
 
 void start_subscribe(const std::shared_ptr<connection_state>& state, std::string channel,
@@ -367,6 +386,8 @@ connection::connection(const asio::any_io_executor& ex, connection_options optio
     : state_{std::make_shared<detail::connection_state>(ex, std::move(options))}
 {
     state_->start();
+    asio::use_service<detail::connection_registry>(asio::query(ex, asio::execution::context))
+        .add(state_);
 }
 
 connection::~connection()

@@ -49,12 +49,15 @@ class connection_state : public std::enable_shared_from_this<connection_state> {
     const connection_options& options() const noexcept { return options_; }
 
     /// From any thread: sends a formatted command for `handler`.
-    void submit(std::string bytes, std::string fallback, exec_handler handler);
+    void submit(std::string bytes, std::optional<eval_retry> retry, exec_handler handler);
     void subscribe(std::string channel, subscribe_handler handler);
     void receive(const std::shared_ptr<subscription_state>& sub, receive_handler handler);
     /// From any thread: the subscription is gone.
     void unsubscribe(std::shared_ptr<subscription_state> sub);
     void close();
+    /// At the execution context's shutdown: drops every queued command and
+    /// subscription, destroying their handlers without invoking them.
+    void abandon();
     connection_stats stats() const;
 
   private:

@@ -283,7 +283,7 @@ void distributed_semaphore_state::subscribe()
             self->subscription_.emplace(std::move(sub));
             self->receive();
             // A grant published before the subscription took effect was missed.
-            for (auto& [id, op] : std::map{self->waiting_}) {
+            for (const auto& op : self->waiting_ops()) {
                 self->poke(op);
             }
         }));
@@ -298,12 +298,14 @@ void distributed_semaphore_state::receive()
                 return;
             }
             if (m.after_gap) {
-                for (auto& [id, op] : std::map{self->waiting_}) {
+                for (const auto& op : self->waiting_ops()) {
                     self->poke(op);
                 }
             }
             if (const auto it = self->waiting_.find(m.payload); it != self->waiting_.end()) {
-                self->poke(it->second);
+                if (auto op = it->second.lock()) {
+                    self->poke(op);
+                }
             }
             if (self->subscription_) {
                 self->receive();
@@ -315,9 +317,20 @@ void distributed_semaphore_state::close()
 {
     closed_ = true;
     subscription_.reset();
-    for (auto& [id, op] : std::map{waiting_}) {
+    for (const auto& op : waiting_ops()) {
         cancel(op);
     }
+}
+
+std::vector<std::shared_ptr<acquire_op>> distributed_semaphore_state::waiting_ops() const
+{
+    std::vector<std::shared_ptr<acquire_op>> ops;
+    for (const auto& [id, weak] : waiting_) {
+        if (auto op = weak.lock()) {
+            ops.push_back(std::move(op));
+        }
+    }
+    return ops;
 }
 
 void start_acquire(const std::shared_ptr<distributed_semaphore_state>& state, std::size_t n,

@@ -57,6 +57,15 @@ void link::close(error_code why)
     fail_unsent(why);
 }
 
+void link::abandon()
+{
+    state_ = state::closed;
+    ++generation_;
+    hooks_ = {};
+    unsent_.clear();
+    sent_.clear();
+}
+
 void link::connect_when_due()
 {
     const auto now = clock::now();
@@ -300,10 +309,13 @@ void link::on_reply(reply r)
         on_handshake_reply(r);
         return;
     }
-    if (r.is_error() && !cmd->fallback.empty() && r.text().rfind("NOSCRIPT", 0) == 0) {
+    if (r.is_error() && cmd->retry && r.text().rfind("NOSCRIPT", 0) == 0) {
         // The server lost the script (a restart, SCRIPT FLUSH): its source
         // now, which caches it again.
-        cmd->bytes = std::exchange(cmd->fallback, std::string{});
+        command eval{"EVAL", cmd->retry->lua.source()};
+        eval.insert(eval.end(), cmd->retry->tail.begin(), cmd->retry->tail.end());
+        cmd->bytes = format_command(eval);
+        cmd->retry.reset();
         send(std::move(cmd), true);
         return;
     }

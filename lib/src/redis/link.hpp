@@ -9,6 +9,7 @@
 
 #include <tame/redis/connection_options.hpp>
 #include <tame/redis/reply.hpp>
+#include <tame/redis/script.hpp>
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -28,6 +29,12 @@ namespace tame::redis::detail {
 
 using clock = std::chrono::steady_clock;
 
+/// What an EVALSHA becomes when the server does not have the script.
+struct eval_retry {
+    script lua;
+    command tail; ///< numkeys, keys, args
+};
+
 /// A command on its way: its bytes in RESP, and who waits for its reply.
 struct pending_command {
     pending_command(std::string bytes, std::optional<pending_result<reply>> result)
@@ -36,8 +43,9 @@ struct pending_command {
     }
 
     std::string bytes;
-    /// The EVAL to send instead when an EVALSHA is answered NOSCRIPT.
-    std::string fallback;
+    /// For an EVALSHA: its script, keys and arguments, to send as EVAL if
+    /// Redis answers NOSCRIPT (formatted only then: sources are long).
+    std::optional<eval_retry> retry;
     /// Empty for the link's own commands (the handshake, a replayed SUBSCRIBE).
     std::optional<pending_result<reply>> result;
     /// Part of the handshake of a new socket (PING, SELECT): sent before any
@@ -81,6 +89,9 @@ class link : public std::enable_shared_from_this<link> {
 
     /// Fails every command with `why` and refuses later ones.
     void close(error_code why);
+    /// Drops every command without completing it (the context is shutting
+    /// down) and refuses later ones.
+    void abandon();
 
     bool is_closed() const noexcept { return state_ == state::closed; }
     const link_counters& counters() const noexcept { return counters_; }

@@ -24,6 +24,9 @@ std::string sha1_hex(const std::string& text)
 
 } // namespace
 
-script::script(std::string source) : source_{std::move(source)}, sha1_{sha1_hex(source_)} {}
+script::script(std::string source)
+    : source_{std::make_shared<const std::string>(std::move(source))}, sha1_{sha1_hex(*source_)}
+{
+}
 
 } // namespace tame::redis

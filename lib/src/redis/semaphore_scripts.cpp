@@ -35,10 +35,12 @@ local function used()
 end
 
 local function capacity(default)
-    if default then
-        redis.call('HSETNX', meta, 'capacity', default)
+    local cap = redis.call('HGET', meta, 'capacity')
+    if not cap and default then
+        redis.call('HSET', meta, 'capacity', default)
+        cap = default
     end
-    return tonumber(redis.call('HGET', meta, 'capacity') or '0')
+    return tonumber(cap or '0')
 end
 
 local function drop_holder(id)

@@ -20,6 +20,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace tame::detail {
 
@@ -119,6 +120,7 @@ class distributed_semaphore_state
     void subscribe();
     void receive();
     void poke(const std::shared_ptr<acquire_op>& op);
+    std::vector<std::shared_ptr<acquire_op>> waiting_ops() const;
 
     const std::shared_ptr<redis::detail::connection_state> connection_;
     const asio::any_io_executor strand_;
@@ -129,7 +131,9 @@ class distributed_semaphore_state
     const std::string id_prefix_;
     std::atomic<std::uint64_t> next_id_{0};
 
-    std::map<std::string, std::shared_ptr<acquire_op>> waiting_;
+    /// Weak: a waiter lives in its pending look or timer, which the context
+    /// owns; the semaphore only finds it by id.
+    std::map<std::string, std::weak_ptr<acquire_op>> waiting_;
     std::optional<redis::subscription> subscription_;
     bool subscribing_ = false;
     bool closed_ = false;

@@ -104,7 +104,9 @@ class subscription {
 /// command abandons the wait for its reply (terminal and partial
 /// cancellation; total is ignored, since the command may have run): the
 /// command may still run on the server. Commands run on the server in the
-/// order they were issued from one thread.
+/// order they were issued from one thread, but for a script that Redis had
+/// lost (NOSCRIPT after a restart or SCRIPT FLUSH): it runs, as EVAL, after the
+/// commands already pipelined behind it.
 ///
 /// When Redis cannot be reached, a command fails with errc::redis_unavailable
 /// within connect_timeout plus the current backoff, or, once sent, within

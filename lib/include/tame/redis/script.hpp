@@ -1,5 +1,6 @@
 #pragma once
 
+#include <memory>
 #include <string>
 
 namespace tame::redis {
@@ -9,17 +10,18 @@ namespace tame::redis {
 /// server, a restart, a SCRIPT FLUSH), the same call sends the source once
 /// (EVAL), which caches it again.
 ///
-/// Immutable; safe to share between threads and connections.
+/// Immutable; safe to share between threads and connections. Copies share the
+/// source (a command in flight keeps one, to resend it on NOSCRIPT).
 class script {
   public:
     explicit script(std::string source);
 
-    const std::string& source() const noexcept { return source_; }
+    const std::string& source() const noexcept { return *source_; }
     /// The SHA1 of the source, in lowercase hex, as SCRIPT LOAD answers it.
     const std::string& sha1() const noexcept { return sha1_; }
 
   private:
-    std::string source_;
+    std::shared_ptr<const std::string> source_;
     std::string sha1_;
 };
 
