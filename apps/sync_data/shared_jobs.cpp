@@ -31,21 +31,6 @@ std::string ms(std::chrono::milliseconds d)
     return std::to_string(d.count());
 }
 
-const char* state_text(sync_job::state s)
-{
-    switch (s) {
-    case sync_job::state::running:
-        return "running";
-    case sync_job::state::done:
-        return "done";
-    case sync_job::state::cancelled:
-        return "cancelled";
-    case sync_job::state::failed:
-        return "failed";
-    }
-    return "unknown";
-}
-
 } // namespace
 
 shared_jobs::shared_jobs(tame::redis::connection& redis, std::string instance,
@@ -63,8 +48,8 @@ asio::awaitable<void> shared_jobs::write(const sync_job& job)
     // Commands are named before the co_await: g++ 12 miscompiles a braced
     // list inside one ("array used as initializer").
     tame::redis::command record{
-        "HSET",  job_key(job.id),           "json",   boost::json::serialize(job.describe()),
-        "state", state_text(job.current()), "runner", instance_};
+        "HSET",  job_key(job.id),          "json",   boost::json::serialize(job.describe()),
+        "state", to_string(job.current()), "runner", instance_};
     co_await redis_.async_exec(std::move(record), asio::use_awaitable);
     tame::redis::command expire{"PEXPIRE", job_key(job.id), ms(keep)};
     co_await redis_.async_exec(std::move(expire), asio::use_awaitable);
@@ -121,7 +106,7 @@ asio::awaitable<void> shared_jobs::finished(const sync_job& job)
     }
     tame::redis::command record{"HSET",  job_key(job.id),
                                 "json",  boost::json::serialize(job.describe()),
-                                "state", state_text(job.current())};
+                                "state", to_string(job.current())};
     co_await redis_.async_exec(std::move(record), asio::use_awaitable);
     tame::redis::command expire{"EXPIRE", job_key(job.id), std::to_string(ttl_.count())};
     co_await redis_.async_exec(std::move(expire), asio::use_awaitable);

@@ -12,9 +12,7 @@
 #include <exception>
 
 namespace samples {
-namespace {
-
-const char* state_name(sync_job::state s)
+const char* to_string(sync_job::state s) noexcept
 {
     switch (s) {
     case sync_job::state::running:
@@ -29,8 +27,6 @@ const char* state_name(sync_job::state s)
     return "unknown";
 }
 
-} // namespace
-
 sync_job::state sync_job::current() const
 {
     const std::lock_guard lock{mutex_};
@@ -42,7 +38,7 @@ boost::json::object sync_job::describe() const
     const std::lock_guard lock{mutex_};
     boost::json::object out;
     out["id"] = id;
-    out["state"] = state_name(state_);
+    out["state"] = to_string(state_);
     out["done"] = progress->done.load(std::memory_order_relaxed);
     out["total"] = spec.tasks;
     out["concurrency"] = spec.concurrency;

@@ -43,6 +43,9 @@ struct sync_job {
     std::string error_;
 };
 
+/// "running", "done", "cancelled" or "failed", as GET /jobs/{id} says it.
+const char* to_string(sync_job::state s) noexcept;
+
 /// The async jobs a service knows, with bounded memory: a finished job is
 /// forgotten `ttl` after it ended, and at most `max_jobs` are kept; when the
 /// registry is full, the job that finished first goes to make room, and when

@@ -23,19 +23,9 @@ using namespace std::chrono_literals;
 using tame::error_code;
 using tame_test::complete;
 using tame_test::redis_server;
+using tame_test::test_connection_options;
 
 namespace {
-
-redis::connection_options options_for(const redis_server& server)
-{
-    redis::connection_options o;
-    o.url = server.url();
-    o.connect_timeout = 500ms;
-    o.reply_timeout = 500ms;
-    o.min_backoff = 20ms;
-    o.max_backoff = 200ms;
-    return o;
-}
 
 std::tuple<error_code, redis::reply> exec(asio::io_context& io, redis::connection& conn,
                                           redis::command cmd)
@@ -49,7 +39,7 @@ TEST_CASE("a command is answered with its reply", "[redis][connection]")
 {
     redis_server server;
     asio::io_context io;
-    redis::connection conn{io.get_executor(), options_for(server)};
+    redis::connection conn{io.get_executor(), test_connection_options(server)};
 
     auto [set_ec, set] = exec(io, conn, {"SET", "greeting", "hello"});
     auto [get_ec, got] = exec(io, conn, {"GET", "greeting"});
@@ -65,7 +55,7 @@ TEST_CASE("commands issued together are pipelined and answered in order", "[redi
 {
     redis_server server;
     asio::io_context io;
-    redis::connection conn{io.get_executor(), options_for(server)};
+    redis::connection conn{io.get_executor(), test_connection_options(server)};
     std::vector<std::int64_t> answers;
 
     for (int i = 0; i < 500; ++i) {
@@ -89,7 +79,7 @@ TEST_CASE("a server error reply completes with redis_error and says what went wr
 {
     redis_server server;
     asio::io_context io;
-    redis::connection conn{io.get_executor(), options_for(server)};
+    redis::connection conn{io.get_executor(), test_connection_options(server)};
 
     auto [ec, r] = exec(io, conn, {"NOSUCHCOMMAND", "x"});
 
@@ -103,7 +93,7 @@ TEST_CASE("a script runs by its hash, and by its source once after the server lo
 {
     redis_server server;
     asio::io_context io;
-    redis::connection conn{io.get_executor(), options_for(server)};
+    redis::connection conn{io.get_executor(), test_connection_options(server)};
     const redis::script add{"return tonumber(ARGV[1]) + tonumber(ARGV[2])"};
     auto eval = [&] {
         return complete<error_code, redis::reply>(
@@ -155,7 +145,7 @@ TEST_CASE("a command to a frozen server fails with redis_unavailable after the r
 {
     redis_server server;
     asio::io_context io;
-    redis::connection conn{io.get_executor(), options_for(server)};
+    redis::connection conn{io.get_executor(), test_connection_options(server)};
     exec(io, conn, {"PING"});
     server.pause();
 
@@ -172,7 +162,7 @@ TEST_CASE("a connection survives a restart of the server", "[redis][connection]"
 {
     redis_server server;
     asio::io_context io;
-    redis::connection conn{io.get_executor(), options_for(server)};
+    redis::connection conn{io.get_executor(), test_connection_options(server)};
     exec(io, conn, {"SET", "kept", "yes"});
 
     server.stop();
@@ -192,7 +182,7 @@ TEST_CASE("a command sent while the restarted server loads its data waits for it
 {
     redis_server server;
     asio::io_context io;
-    redis::connection conn{io.get_executor(), options_for(server)};
+    redis::connection conn{io.get_executor(), test_connection_options(server)};
     // Enough data that loading the append-only file takes a moment.
     for (int batch = 0; batch < 20; ++batch) {
         redis::command mset{"MSET"};
@@ -231,7 +221,7 @@ TEST_CASE("a cancelled command completes with operation_aborted and the next one
 {
     redis_server server;
     asio::io_context io;
-    redis::connection conn{io.get_executor(), options_for(server)};
+    redis::connection conn{io.get_executor(), test_connection_options(server)};
     asio::cancellation_signal cancel;
     std::optional<error_code> blocked;
 
@@ -256,7 +246,7 @@ TEST_CASE("a command completes on its handler's associated executor", "[redis][c
 {
     redis_server server;
     asio::io_context io;
-    redis::connection conn{io.get_executor(), options_for(server)};
+    redis::connection conn{io.get_executor(), test_connection_options(server)};
     auto strand = asio::make_strand(io);
     std::optional<bool> on_strand;
 
@@ -278,7 +268,7 @@ TEST_CASE("a command completes through use_future on a thread running the connec
     auto guard = asio::make_work_guard(io);
     std::thread runner{[&] { io.run(); }};
     {
-        redis::connection conn{io.get_executor(), options_for(server)};
+        redis::connection conn{io.get_executor(), test_connection_options(server)};
         auto reply = conn.async_exec({"ECHO", "future"}, asio::use_future);
 
         CHECK(reply.get().text() == "future");
@@ -291,7 +281,7 @@ TEST_CASE("a subscription receives what is published on its channel", "[redis][c
 {
     redis_server server;
     asio::io_context io;
-    redis::connection conn{io.get_executor(), options_for(server)};
+    redis::connection conn{io.get_executor(), test_connection_options(server)};
 
     auto [sub_ec, sub] =
         complete<error_code, redis::subscription>(io, conn.async_subscribe("news", asio::deferred));
@@ -313,7 +303,7 @@ TEST_CASE("a subscription hears of a gap after its connection was re-established
 {
     redis_server server;
     asio::io_context io;
-    redis::connection conn{io.get_executor(), options_for(server)};
+    redis::connection conn{io.get_executor(), test_connection_options(server)};
     auto [sub_ec, sub] =
         complete<error_code, redis::subscription>(io, conn.async_subscribe("news", asio::deferred));
     REQUIRE_FALSE(sub_ec);
@@ -341,7 +331,7 @@ TEST_CASE("a closed connection completes its waiting receive and later commands 
 {
     redis_server server;
     asio::io_context io;
-    redis::connection conn{io.get_executor(), options_for(server)};
+    redis::connection conn{io.get_executor(), test_connection_options(server)};
     auto [sub_ec, sub] =
         complete<error_code, redis::subscription>(io, conn.async_subscribe("news", asio::deferred));
     std::optional<error_code> received;

@@ -26,19 +26,9 @@ using tame::distributed_semaphore_stats;
 using tame::error_code;
 using tame_test::complete;
 using tame_test::redis_server;
+using tame_test::test_connection_options;
 
 namespace {
-
-redis::connection_options options_for(const redis_server& server)
-{
-    redis::connection_options o;
-    o.url = server.url();
-    o.connect_timeout = 300ms;
-    o.reply_timeout = 500ms;
-    o.min_backoff = 20ms;
-    o.max_backoff = 200ms;
-    return o;
-}
 
 tame::distributed_semaphore_options lease_of(std::chrono::milliseconds lease)
 {
@@ -106,8 +96,8 @@ struct replicas {
              std::chrono::milliseconds lease = 10s)
     {
         for (int i = 0; i < 3; ++i) {
-            conns.push_back(
-                std::make_unique<redis::connection>(io.get_executor(), options_for(server)));
+            conns.push_back(std::make_unique<redis::connection>(io.get_executor(),
+                                                                test_connection_options(server)));
             sems.push_back(std::make_unique<distributed_semaphore>(*conns.back(), "jobs", capacity,
                                                                    lease_of(lease)));
         }
@@ -123,7 +113,7 @@ TEST_CASE("an uncontended acquire is granted and its release gives the permit ba
 {
     redis_server server;
     asio::io_context io;
-    redis::connection conn{io.get_executor(), options_for(server)};
+    redis::connection conn{io.get_executor(), test_connection_options(server)};
     distributed_semaphore sem{conn, "jobs", 3};
 
     auto [ec, permit] = acquire(io, sem, 2);
@@ -225,7 +215,7 @@ TEST_CASE("try_acquire takes free permits and never queues", "[redis][distribute
 {
     redis_server server;
     asio::io_context io;
-    redis::connection conn{io.get_executor(), options_for(server)};
+    redis::connection conn{io.get_executor(), test_connection_options(server)};
     distributed_semaphore sem{conn, "jobs", 1};
 
     auto [ec1, first] =
@@ -245,7 +235,7 @@ TEST_CASE("an acquire of no permits or of more than the capacity fails with inva
 {
     redis_server server;
     asio::io_context io;
-    redis::connection conn{io.get_executor(), options_for(server)};
+    redis::connection conn{io.get_executor(), test_connection_options(server)};
     distributed_semaphore sem{conn, "jobs", 2};
 
     auto [zero_ec, zero] = acquire(io, sem, 0);
@@ -351,8 +341,8 @@ TEST_CASE("a frozen holder loses its lease to the next waiter and is told so whe
     redis_server server;
     asio::io_context frozen_io;
     asio::io_context live_io;
-    redis::connection frozen_conn{frozen_io.get_executor(), options_for(server)};
-    redis::connection live_conn{live_io.get_executor(), options_for(server)};
+    redis::connection frozen_conn{frozen_io.get_executor(), test_connection_options(server)};
+    redis::connection live_conn{live_io.get_executor(), test_connection_options(server)};
     distributed_semaphore frozen_sem{frozen_conn, "jobs", 1, lease_of(300ms)};
     distributed_semaphore live_sem{live_conn, "jobs", 1, lease_of(300ms)};
     auto [ec, held] = acquire(frozen_io, frozen_sem);
@@ -379,9 +369,10 @@ TEST_CASE("a holder whose process dies gives its permits back within one lease",
 {
     redis_server server;
     asio::io_context io;
-    auto dead_conn = std::make_unique<redis::connection>(io.get_executor(), options_for(server));
+    auto dead_conn =
+        std::make_unique<redis::connection>(io.get_executor(), test_connection_options(server));
     auto dead_sem = std::make_unique<distributed_semaphore>(*dead_conn, "jobs", 2, lease_of(400ms));
-    redis::connection live_conn{io.get_executor(), options_for(server)};
+    redis::connection live_conn{io.get_executor(), test_connection_options(server)};
     distributed_semaphore live_sem{live_conn, "jobs", 2, lease_of(400ms)};
     auto [ec, held] = acquire(io, *dead_sem, 2);
     REQUIRE_FALSE(ec);
@@ -402,7 +393,7 @@ TEST_CASE("a FLUSHALL makes the holders lose their leases", "[redis][distributed
 {
     redis_server server;
     asio::io_context io;
-    redis::connection conn{io.get_executor(), options_for(server)};
+    redis::connection conn{io.get_executor(), test_connection_options(server)};
     distributed_semaphore sem{conn, "jobs", 1, lease_of(300ms)};
     auto [ec, permit] = acquire(io, sem);
 
@@ -417,7 +408,7 @@ TEST_CASE("an acquire fails with redis_unavailable within its timeout when Redis
 {
     redis_server server;
     asio::io_context io;
-    redis::connection conn{io.get_executor(), options_for(server)};
+    redis::connection conn{io.get_executor(), test_connection_options(server)};
     distributed_semaphore sem{conn, "jobs", 1, lease_of(1s)};
     server.stop();
 

@@ -9,15 +9,6 @@
 #include <algorithm>
 
 namespace tame::detail {
-namespace {
-
-std::string ms(std::chrono::milliseconds d)
-{
-    return std::to_string(d.count());
-}
-
-} // namespace
-
 distributed_permit_state::distributed_permit_state(std::shared_ptr<distributed_semaphore_state> sem,
                                                    std::string id, std::size_t n,
                                                    std::uint64_t fence,
@@ -54,7 +45,7 @@ void distributed_permit_state::renew()
 {
     const auto sent_at = clock::now();
     const auto lease = sem->options().lease;
-    sem->eval(redis::detail::semaphore_scripts::get().renew, {id, ms(lease)},
+    sem->eval(redis::detail::semaphore_scripts::get().renew, {id, millis(lease)},
               [self = shared_from_this(), sent_at, lease](error_code ec, redis::reply r) {
                   if (self->released_) {
                       return;

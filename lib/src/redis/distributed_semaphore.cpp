@@ -73,11 +73,6 @@ class abandon_canceller {
     asio::any_io_executor strand_;
 };
 
-std::string ms(std::chrono::milliseconds d)
-{
-    return std::to_string(d.count());
-}
-
 /// Whether a failed look may succeed if tried again: Redis unreachable, or
 /// answering but not ready (loading its data after a restart, busy with a
 /// script, a failover).
@@ -137,12 +132,12 @@ void distributed_semaphore_state::look(const std::shared_ptr<acquire_op>& op)
     op->poked = false;
     const auto sent_at = clock::now();
     const auto& lease = options_.lease;
-    eval(
-        redis::detail::semaphore_scripts::get().acquire,
-        {op->id, std::to_string(op->n), ms(lease), capacity_, op->wait ? "wait" : "try", ms(lease)},
-        [self = shared_from_this(), op, sent_at](error_code ec, redis::reply r) {
-            self->on_look(op, ec, r, sent_at);
-        });
+    eval(redis::detail::semaphore_scripts::get().acquire,
+         {op->id, std::to_string(op->n), millis(lease), capacity_, op->wait ? "wait" : "try",
+          millis(lease)},
+         [self = shared_from_this(), op, sent_at](error_code ec, redis::reply r) {
+             self->on_look(op, ec, r, sent_at);
+         });
 }
 
 void distributed_semaphore_state::on_look(const std::shared_ptr<acquire_op>& op, error_code ec,
@@ -257,7 +252,7 @@ void distributed_semaphore_state::cancel(const std::shared_ptr<acquire_op>& op)
 
 void distributed_semaphore_state::leave(const std::string& id, std::function<void()> then)
 {
-    eval(redis::detail::semaphore_scripts::get().leave, {id},
+    eval(redis::detail::semaphore_scripts::get().release, {id},
          [then = std::move(then)](error_code, redis::reply) {
              // Whatever the outcome: if Redis could not be told, the place
              // lapses with its heartbeat, and a grant with its lease.

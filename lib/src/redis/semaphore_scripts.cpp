@@ -10,6 +10,9 @@
 //   5 wants    HASH  id -> "n lease_ms"
 //   6 meta     HASH  capacity, used, fence (last token), seq (last arrival)
 //   7 channel  (pub/sub) the ids granted from the queue are published here
+//
+// Scripts: acquire, release (also a cancelled waiter's leave), renew,
+// set_capacity, stats.
 #include "semaphore_scripts.hpp"
 
 namespace tame::redis::detail {
@@ -143,22 +146,12 @@ redis.call('ZADD', beats, now + beat, id)
 return {0, nearest_expiry(now, math.floor(beat / 3))}
 )lua";
 
-// ARGV: id. Returns 1 if the caller held permits and gave them back, else 0
-// (its lease had run out).
+// ARGV: id. Whatever the id holds or waits for goes: a holder gives its
+// permits back; a waiter that gives up leaves the queue, and permits granted
+// to it in the meantime go back too (one script for both, so that a grant
+// racing a cancellation cannot slip between two). Returns 1 if permits were
+// given back, else 0 (none held: the lease had run out, or never granted).
 constexpr const char* release_body = R"lua(
-local now = now_ms()
-purge(now)
-local released = drop_holder(ARGV[1])
-serve(now, capacity(nil))
-if released then
-    return 1
-end
-return 0
-)lua";
-
-// ARGV: id. A waiter gives up: it leaves the queue, and permits granted to it
-// in the meantime go back. Returns 1 if it had been granted, else 0.
-constexpr const char* leave_body = R"lua(
 local now = now_ms()
 purge(now)
 drop_waiter(ARGV[1])
@@ -210,8 +203,8 @@ script with_prelude(const char* body)
 const semaphore_scripts& semaphore_scripts::get()
 {
     static const semaphore_scripts scripts{
-        with_prelude(acquire_body), with_prelude(release_body),      with_prelude(leave_body),
-        with_prelude(renew_body),   with_prelude(set_capacity_body), with_prelude(stats_body)};
+        with_prelude(acquire_body), with_prelude(release_body), with_prelude(renew_body),
+        with_prelude(set_capacity_body), with_prelude(stats_body)};
     return scripts;
 }
 

@@ -12,8 +12,9 @@ namespace tame::redis::detail {
 
 struct semaphore_scripts {
     script acquire;
+    /// Also a cancelled waiter's leave: drops the id from the queue and gives
+    /// back what it holds.
     script release;
-    script leave;
     script renew;
     script set_capacity;
     script stats;

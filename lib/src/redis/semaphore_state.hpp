@@ -30,6 +30,12 @@ using redis::detail::pending_result;
 
 class distributed_semaphore_state;
 
+/// A duration as the scripts take it: whole milliseconds, in decimal.
+inline std::string millis(std::chrono::milliseconds d)
+{
+    return std::to_string(d.count());
+}
+
 /// One acquire, from its start to its grant, refusal or cancellation.
 struct acquire_op {
     acquire_op(const std::shared_ptr<distributed_semaphore_state>& sem, std::string id,

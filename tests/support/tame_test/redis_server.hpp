@@ -5,6 +5,7 @@
 // system's service. It keeps an append-only file, so that a restart (stop()
 // then start()) keeps its data, as a production Redis with persistence does.
 
+#include <tame/redis/connection_options.hpp>
 #include <tame/redis/url.hpp>
 
 #include <arpa/inet.h>
@@ -211,5 +212,19 @@ class redis_server {
     pid_t pid_ = -1;
     bool paused_ = false;
 };
+
+/// Options for a connection to `server` in a test: short timeouts and
+/// backoff, so that outages are seen (and ridden out) in milliseconds.
+inline tame::redis::connection_options test_connection_options(const redis_server& server)
+{
+    using namespace std::chrono_literals;
+    tame::redis::connection_options o;
+    o.url = server.url();
+    o.connect_timeout = 300ms;
+    o.reply_timeout = 500ms;
+    o.min_backoff = 20ms;
+    o.max_backoff = 200ms;
+    return o;
+}
 
 } // namespace tame_test
