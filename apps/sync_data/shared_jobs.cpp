@@ -1,6 +1,7 @@
 #include "sync_data/shared_jobs.hpp"
 
 #include <tame/error.hpp>
+#include <tame/redis/script.hpp>
 
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
@@ -40,19 +41,40 @@ shared_jobs::shared_jobs(tame::redis::connection& redis, std::string instance,
 {
 }
 
-asio::awaitable<void> shared_jobs::write(const sync_job& job)
+asio::awaitable<bool> shared_jobs::write(const sync_job& job)
 {
+    // The loop and the job's end may write at once (on two threads): a record
+    // that says the job ended is never overwritten by an older one that says
+    // it runs.
+    static const tame::redis::script write_record{R"lua(
+local current = redis.call('HGET', KEYS[1], 'state')
+if current and current ~= 'running' and ARGV[2] == 'running' then
+    return 0
+end
+redis.call('HSET', KEYS[1], 'json', ARGV[1], 'state', ARGV[2], 'runner', ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return 1
+)lua"};
+    const auto state = job.current();
     // A running job's record outlives a dead runner by the TTL, so that its
-    // `lost` state stays visible that long.
-    const auto keep = std::chrono::duration_cast<std::chrono::milliseconds>(ttl_) + lease_;
+    // `lost` state stays visible that long; an ended one is kept the TTL.
+    auto keep = std::chrono::duration_cast<std::chrono::milliseconds>(ttl_);
+    if (state == sync_job::state::running) {
+        keep += lease_;
+    }
     // Commands are named before the co_await: g++ 12 miscompiles a braced
     // list inside one ("array used as initializer").
-    tame::redis::command record{
-        "HSET",  job_key(job.id),          "json",   boost::json::serialize(job.describe()),
-        "state", to_string(job.current()), "runner", instance_};
-    co_await redis_.async_exec(std::move(record), asio::use_awaitable);
-    tame::redis::command expire{"PEXPIRE", job_key(job.id), ms(keep)};
-    co_await redis_.async_exec(std::move(expire), asio::use_awaitable);
+    tame::redis::command keys{job_key(job.id)};
+    tame::redis::command args{boost::json::serialize(job.describe()), to_string(state), instance_,
+                              ms(keep)};
+    co_await redis_.async_eval(write_record, std::move(keys), std::move(args), asio::use_awaitable);
+    co_return state != sync_job::state::running;
+}
+
+void shared_jobs::forget(const std::string& id)
+{
+    const std::lock_guard lock{mutex_};
+    running_.erase(id);
 }
 
 asio::awaitable<void> shared_jobs::run()
@@ -69,8 +91,18 @@ asio::awaitable<void> shared_jobs::run()
                     jobs.push_back(job);
                 }
             }
+            auto renewed = std::chrono::steady_clock::now();
             for (const auto& job : jobs) {
-                co_await write(*job);
+                if (co_await write(*job)) {
+                    forget(job->id); // its end is recorded (its own write had failed)
+                    continue;
+                }
+                if (std::chrono::steady_clock::now() - renewed > lease_ / 3) {
+                    // A long pass must not let this replica's key lapse.
+                    tame::redis::command again{"SET", runner_key(instance_), "1", "PX", ms(lease_)};
+                    co_await redis_.async_exec(std::move(again), asio::use_awaitable);
+                    renewed = std::chrono::steady_clock::now();
+                }
                 tame::redis::command ask{"HGET", job_key(job->id), "cancel"};
                 auto asked = co_await redis_.async_exec(std::move(ask), asio::use_awaitable);
                 if (asked.text() == "1") {
@@ -100,16 +132,10 @@ asio::awaitable<void> shared_jobs::add(std::shared_ptr<sync_job> job)
 
 asio::awaitable<void> shared_jobs::finished(const sync_job& job)
 {
-    {
-        const std::lock_guard lock{mutex_};
-        running_.erase(job.id);
-    }
-    tame::redis::command record{"HSET",  job_key(job.id),
-                                "json",  boost::json::serialize(job.describe()),
-                                "state", to_string(job.current())};
-    co_await redis_.async_exec(std::move(record), asio::use_awaitable);
-    tame::redis::command expire{"EXPIRE", job_key(job.id), std::to_string(ttl_.count())};
-    co_await redis_.async_exec(std::move(expire), asio::use_awaitable);
+    // Forgotten once its end is recorded; if this write fails, the loop
+    // records it on a later tick.
+    co_await write(job);
+    forget(job.id);
 }
 
 asio::awaitable<std::optional<boost::json::object>> shared_jobs::find(const std::string& id)
@@ -140,8 +166,18 @@ asio::awaitable<std::optional<boost::json::object>> shared_jobs::find(const std:
 
 asio::awaitable<void> shared_jobs::request_cancel(const std::string& id)
 {
-    tame::redis::command ask{"HSET", job_key(id), "cancel", "1"};
-    co_await redis_.async_exec(std::move(ask), asio::use_awaitable);
+    // Only on a record that still exists: one that expired meanwhile must not
+    // come back as a key without a TTL.
+    static const tame::redis::script ask_to_cancel{R"lua(
+if redis.call('EXISTS', KEYS[1]) == 1 then
+    redis.call('HSET', KEYS[1], 'cancel', '1')
+end
+return 1
+)lua"};
+    tame::redis::command keys{job_key(id)};
+    tame::redis::command no_args;
+    co_await redis_.async_eval(ask_to_cancel, std::move(keys), std::move(no_args),
+                               asio::use_awaitable);
 }
 
 } // namespace samples

@@ -55,7 +55,9 @@ class shared_jobs {
     std::chrono::milliseconds tick() const noexcept { return tick_; }
 
   private:
-    boost::asio::awaitable<void> write(const sync_job& job);
+    /// Writes the record of `job`; true if it says the job has ended.
+    boost::asio::awaitable<bool> write(const sync_job& job);
+    void forget(const std::string& id);
 
     tame::redis::connection& redis_;
     const std::string instance_;

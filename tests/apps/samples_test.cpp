@@ -183,15 +183,45 @@ TEST_CASE("each service's flags parse into its options", "[apps][samples]")
     CHECK(all.diagnose.deadline == 500ms);
 }
 
+TEST_CASE("--redis, --lease-ms and --instance are read; without them no Redis is used",
+          "[apps][samples]")
+{
+    all_flags shared;
+    REQUIRE_FALSE(parse(
+        {"app", "--redis", "redis://cache:6390/2", "--lease-ms", "3000", "--instance", "replica-a"},
+        shared.flags));
+    all_flags alone;
+    REQUIRE_FALSE(parse({"app"}, alone.flags));
+
+    REQUIRE(shared.app.redis);
+    CHECK(shared.app.redis->host == "cache");
+    CHECK(shared.app.redis->port == 6390);
+    CHECK(shared.app.redis->db == 2);
+    CHECK(shared.app.lease == 3000ms);
+    CHECK(shared.app.instance == "replica-a");
+    CHECK_FALSE(alone.app.redis);
+    CHECK(alone.app.lease == 10000ms);
+    CHECK(alone.app.instance.find(':') != std::string::npos); // host:pid
+}
+
 TEST_CASE("help exits with 0 and bad flags exit with 2", "[apps][samples]")
 {
     const std::vector<std::vector<const char*>> bad{
-        {"app", "--bogus"},          {"app", "--port", "70000"},
-        {"app", "--tasks", "0"},     {"app", "--task-ms", "-1"},
-        {"app", "--pool-size", "0"}, {"app", "--upstream", "ftp://x/dx"},
-        {"app", "--drain-ms", "-5"}, {"app", "--threads", "many"},
-        {"app", "--threads", "-1"},  {"app", "--threads", "5000"},
-        {"app", "--port", "-1"},     {"app", "9090"},
+        {"app", "--bogus"},
+        {"app", "--port", "70000"},
+        {"app", "--tasks", "0"},
+        {"app", "--task-ms", "-1"},
+        {"app", "--pool-size", "0"},
+        {"app", "--upstream", "ftp://x/dx"},
+        {"app", "--drain-ms", "-5"},
+        {"app", "--threads", "many"},
+        {"app", "--threads", "-1"},
+        {"app", "--threads", "5000"},
+        {"app", "--port", "-1"},
+        {"app", "9090"},
+        {"app", "--redis", "redis://host:99999"},
+        {"app", "--redis", "http://host"},
+        {"app", "--lease-ms", "50"},
     };
     for (const auto& args : bad) {
         INFO(args[1]);

@@ -346,6 +346,78 @@ TEST_CASE("a closed connection completes its waiting receive and later commands 
     CHECK(received == tame::errc::closed);
 }
 
+TEST_CASE("a server that answers a new connection with an error is tried again later, not given "
+          "up on",
+          "[redis][connection]")
+{
+    redis_server server;
+    asio::io_context io;
+    redis::connection admin{io.get_executor(), test_connection_options(server)};
+    redis::connection late{io.get_executor(), test_connection_options(server)};
+    exec(io, admin, {"CONFIG", "SET", "maxclients", "1"});
+
+    // Redis accepts the socket, says "-ERR max number of clients reached" and closes it.
+    auto [refused_ec, refused] = exec(io, late, {"PING"});
+    exec(io, admin, {"CONFIG", "SET", "maxclients", "100"});
+    auto [ec, r] = exec(io, late, {"PING"});
+
+    CHECK(refused_ec == tame::errc::redis_unavailable);
+    CHECK_FALSE(ec);
+    CHECK(r.text() == "PONG");
+}
+
+TEST_CASE("a subscription whose server stops answering is re-established and hears of a gap",
+          "[redis][connection]")
+{
+    redis_server server;
+    asio::io_context io;
+    redis::connection conn{io.get_executor(), test_connection_options(server)};
+    auto [sub_ec, sub] =
+        complete<error_code, redis::subscription>(io, conn.async_subscribe("news", asio::deferred));
+    REQUIRE_FALSE(sub_ec);
+    const auto connects = conn.stats().connects;
+
+    // Frozen past the keep-alive PING's reply timeout: the socket is taken for dead.
+    server.pause();
+    std::optional<redis::message> gap;
+    sub.async_receive([&](error_code, redis::message m) { gap = std::move(m); });
+    const auto frozen_until = std::chrono::steady_clock::now() + 1500ms;
+    while (std::chrono::steady_clock::now() < frozen_until) {
+        io.run_one_for(10ms);
+    }
+    server.resume();
+    for (int i = 0; i < 1000 && !gap; ++i) {
+        io.run_one_for(10ms);
+    }
+
+    REQUIRE(gap);
+    CHECK(gap->after_gap);
+    CHECK(gap->channel == "news");
+    CHECK(conn.stats().connects > connects);
+}
+
+TEST_CASE("a cancelled subscribe completes with operation_aborted and leaves no subscription",
+          "[redis][connection]")
+{
+    redis_server server;
+    asio::io_context io;
+    redis::connection conn{io.get_executor(), test_connection_options(server)};
+    exec(io, conn, {"PING"});
+    asio::cancellation_signal cancel;
+    std::optional<error_code> outcome;
+
+    conn.async_subscribe(
+        "news", asio::bind_cancellation_slot(
+                    cancel.slot(), [&](error_code ec, redis::subscription) { outcome = ec; }));
+    cancel.emit(asio::cancellation_type::terminal);
+    for (int i = 0; i < 500 && (!outcome || conn.stats().subscribed != 0); ++i) {
+        io.run_one_for(10ms);
+    }
+
+    CHECK(outcome == asio::error::operation_aborted);
+    CHECK(conn.stats().subscribed == 0);
+}
+
 TEST_CASE("a Redis URL is read with its host, port and database", "[redis][url]")
 {
     const auto u = redis::parse_url("redis://cache.internal:6380/3");

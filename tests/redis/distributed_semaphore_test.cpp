@@ -4,11 +4,13 @@
 #include <tame_test/redis_server.hpp>
 
 #include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/bind_executor.hpp>
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/deferred.hpp>
 #include <boost/asio/error.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
 #include <catch2/catch.hpp>
 
 #include <functional>
@@ -315,6 +317,57 @@ TEST_CASE("a permit granted while its acquire was being cancelled is given back"
             return s.used == 0 && s.waiting == 0;
         }));
     }
+}
+
+TEST_CASE("destroying a semaphore with acquires on their way completes them with "
+          "operation_aborted and leaves nothing in Redis",
+          "[redis][distributed_semaphore]")
+{
+    redis_server server;
+    asio::io_context io;
+    replicas r{io, server, 1};
+    auto [ec, holder] = acquire(io, *r.sems[0]);
+    auto doomed = std::make_unique<distributed_semaphore>(*r.conns[1], "jobs", 1);
+    pending_acquire queued;     // its look has come back: it waits in the queue
+    pending_acquire on_its_way; // its look is still on its way
+    queued.start(*doomed);
+    REQUIRE(run_until(io, [&] { return stats(io, *r.sems[0]).waiting == 1; }));
+    on_its_way.start(*doomed);
+
+    doomed.reset();
+    REQUIRE(run_until(io, [&] { return queued.done() && on_its_way.done(); }));
+    holder.release();
+
+    CHECK(queued.ec == asio::error::operation_aborted);
+    CHECK(on_its_way.ec == asio::error::operation_aborted);
+    CHECK(run_until(io, [&] {
+        const auto s = stats(io, *r.sems[2]);
+        return s.used == 0 && s.waiting == 0;
+    }));
+}
+
+TEST_CASE("set_capacity completes on its handler's executor and can be cancelled",
+          "[redis][distributed_semaphore]")
+{
+    redis_server server;
+    asio::io_context io;
+    redis::connection conn{io.get_executor(), test_connection_options(server)};
+    distributed_semaphore sem{conn, "jobs", 1};
+    auto strand = asio::make_strand(io);
+    std::optional<bool> on_strand;
+    asio::cancellation_signal cancel;
+    std::optional<error_code> cancelled;
+
+    sem.async_set_capacity(2, asio::bind_executor(strand, [&](error_code) {
+                               on_strand = strand.running_in_this_thread();
+                           }));
+    sem.async_set_capacity(
+        3, asio::bind_cancellation_slot(cancel.slot(), [&](error_code ec) { cancelled = ec; }));
+    cancel.emit(asio::cancellation_type::terminal);
+    REQUIRE(run_until(io, [&] { return on_strand.has_value() && cancelled.has_value(); }));
+
+    CHECK(on_strand == true);
+    CHECK(cancelled == asio::error::operation_aborted);
 }
 
 TEST_CASE("a permit renews its lease for as long as it lives", "[redis][distributed_semaphore]")

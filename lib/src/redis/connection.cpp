@@ -111,8 +111,8 @@ void subscription_state::close()
 
 connection_state::connection_state(const asio::any_io_executor& ex, connection_options options)
     : executor_{ex}, strand_{asio::make_strand(ex)}, options_{std::move(options)},
-      commands_{std::make_shared<link>(strand_, options_, false)}, pubsub_{std::make_shared<link>(
-                                                                       strand_, options_, true)}
+      commands_{std::make_shared<link>(strand_, options_, false)},
+      pubsub_{std::make_shared<link>(strand_, options_, true)}, keepalive_{strand_}
 {
 }
 
@@ -153,11 +153,14 @@ void connection_state::submit(std::string bytes, std::optional<eval_retry> retry
 void connection_state::subscribe(std::string channel, subscribe_handler handler)
 {
     auto result = std::make_shared<pending_result<subscription>>(std::move(handler), executor_);
+    result->arm<abandon_canceller<subscription>>(
+        std::weak_ptr<pending_result<subscription>>{result}, strand_);
     auto sub = std::make_shared<subscription_state>(shared_from_this(), std::move(channel));
     // The SUBSCRIBE's own reply, on the strand: the caller gets its
     // subscription once Redis has confirmed it.
     auto confirmed = [self = shared_from_this(), sub, result](error_code ec, reply) {
         if (result->done()) {
+            self->forget(sub); // the caller gave up waiting: nobody will receive
             return;
         }
         if (ec) {
@@ -175,9 +178,30 @@ void connection_state::subscribe(std::string channel, subscribe_handler handler)
             cmd->result->complete(errc::closed, reply{});
             return;
         }
+        const bool first = self->channels_.empty();
         self->channels_[sub->channel].push_back(sub);
         self->subscribed_.store(self->channels_.size(), std::memory_order_relaxed);
         self->pubsub_->send(std::move(cmd));
+        if (first) {
+            self->keep_alive();
+        }
+    });
+}
+
+void connection_state::keep_alive()
+{
+    // A subscribed socket only reads: a peer gone without a reset (a host
+    // down, a NAT that forgot the flow) would never be noticed. A PING every
+    // reply_timeout puts the reply watchdog on it: a dead socket is dropped
+    // and resubscribed, and the subscribers hear of the gap.
+    keepalive_.expires_after(std::max(options_.reply_timeout, std::chrono::milliseconds{100}));
+    keepalive_.async_wait([weak = weak_from_this()](error_code ec) {
+        auto self = weak.lock();
+        if (ec || !self || self->closed_ || self->channels_.empty()) {
+            return;
+        }
+        self->pubsub_->send(internal_command({"PING"}));
+        self->keep_alive();
     });
 }
 
@@ -283,6 +307,7 @@ void connection_state::close()
         self->closed_ = true;
         self->commands_->close(errc::closed);
         self->pubsub_->close(errc::closed);
+        self->keepalive_.cancel();
         auto channels = std::move(self->channels_);
         self->channels_.clear();
         for (auto& [channel, subs] : channels) {

@@ -8,6 +8,7 @@
 
 #include <tame/redis/connection.hpp>
 
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 
 #include <deque>
@@ -66,6 +67,7 @@ class connection_state : public std::enable_shared_from_this<connection_state> {
     void on_pubsub_connected(bool first);
     void on_pubsub_failed();
     void forget(const std::shared_ptr<subscription_state>& sub);
+    void keep_alive();
 
     const asio::any_io_executor executor_;
     const asio::any_io_executor strand_;
@@ -73,6 +75,7 @@ class connection_state : public std::enable_shared_from_this<connection_state> {
     const std::shared_ptr<link> commands_;
     const std::shared_ptr<link> pubsub_;
     std::map<std::string, std::vector<std::shared_ptr<subscription_state>>> channels_;
+    asio::steady_timer keepalive_; // PINGs the pub/sub socket while subscribed
     std::atomic<std::uint64_t> subscribed_{0};
     bool closed_ = false;
 };

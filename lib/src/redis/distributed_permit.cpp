@@ -79,11 +79,11 @@ void distributed_permit_state::lose()
               [](error_code, redis::reply) {});
 }
 
-void distributed_permit_state::release(std::optional<pending_result<error_code>> done)
+void distributed_permit_state::release(std::optional<pending_result<>> done)
 {
     if (released_) {
         if (done) {
-            done->complete({}, {});
+            done->complete({});
         }
         return;
     }
@@ -98,25 +98,23 @@ void distributed_permit_state::release(std::optional<pending_result<error_code>>
                   if (!ec && (was_lost || r.integer() == 0)) {
                       ec = errc::lease_lost;
                   }
-                  done->complete(ec, {});
+                  done->complete(ec);
               });
 }
 
 void start_release(const std::shared_ptr<distributed_permit_state>& state,
                    boost::asio::any_completion_handler<void(error_code)> handler)
 {
-    using result_type = pending_result<error_code>;
-    auto adapted = asio::any_completion_handler<void(error_code, error_code)>{
-        [h = std::move(handler)](error_code ec, error_code) mutable { std::move(h)(ec); }};
     if (!state) {
-        result_type result{std::move(adapted), asio::system_executor{}};
-        result.complete(asio::error::invalid_argument, {});
+        pending_result<> result{std::move(handler), asio::system_executor{}};
+        result.complete(asio::error::invalid_argument);
         return;
     }
-    asio::post(state->sem->strand(),
-               [state, result = result_type{std::move(adapted), state->sem->executor()}]() mutable {
-                   state->release(std::move(result));
-               });
+    asio::post(
+        state->sem->strand(),
+        [state, result = pending_result<>{std::move(handler), state->sem->executor()}]() mutable {
+            state->release(std::move(result));
+        });
 }
 
 } // namespace tame::detail

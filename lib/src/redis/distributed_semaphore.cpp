@@ -50,29 +50,6 @@ class acquire_canceller {
     std::weak_ptr<acquire_op> op_;
 };
 
-/// In a one-script operation's slot: the caller stops waiting for the reply.
-template <class T>
-class abandon_canceller {
-  public:
-    abandon_canceller(std::weak_ptr<pending_result<T>> result, asio::any_io_executor strand)
-        : result_{std::move(result)}, strand_{std::move(strand)}
-    {
-    }
-
-    void operator()(asio::cancellation_type)
-    {
-        asio::post(strand_, [result = result_] {
-            if (auto r = result.lock()) {
-                r->complete(asio::error::operation_aborted, T{});
-            }
-        });
-    }
-
-  private:
-    std::weak_ptr<pending_result<T>> result_;
-    asio::any_io_executor strand_;
-};
-
 /// Whether a failed look may succeed if tried again: Redis unreachable, or
 /// answering but not ready (loading its data after a restart, busy with a
 /// script, a failover).
@@ -121,9 +98,12 @@ void distributed_semaphore_state::look(const std::shared_ptr<acquire_op>& op)
         return;
     }
     if (closed_) {
-        finish(op, asio::error::operation_aborted, {});
+        cancel(op); // whatever an earlier look was given goes back
         return;
     }
+    // Known from its first look on, so that a grant published before that
+    // look's reply has arrived still wakes it.
+    waiting_.emplace(op->id, op);
     if (op->in_flight) {
         op->poked = true;
         return;
@@ -154,6 +134,10 @@ void distributed_semaphore_state::on_look(const std::shared_ptr<acquire_op>& op,
         }
         return;
     }
+    if (closed_ && code != -100) {
+        cancel(op); // the semaphore went while this look was on its way
+        return;
+    }
     if (ec) {
         if (!transient(ec, r)) {
             finish(op, ec, {}); // a script error, or the connection closed
@@ -164,6 +148,9 @@ void distributed_semaphore_state::on_look(const std::shared_ptr<acquire_op>& op,
             op->failing_since = sent_at;
         }
         if (now - *op->failing_since >= options_.unavailable_timeout) {
+            // If an earlier look queued it, its place goes too (or lapses
+            // with its heartbeat, if Redis stays away).
+            leave(op->id);
             finish(op, errc::redis_unavailable, {});
             return;
         }
@@ -176,7 +163,6 @@ void distributed_semaphore_state::on_look(const std::shared_ptr<acquire_op>& op,
         grant(op, static_cast<std::uint64_t>(parts.size() > 1 ? parts[1].integer() : 0), sent_at);
         return;
     case 0: {
-        waiting_.emplace(op->id, op);
         subscribe();
         if (op->poked) {
             look(op);
@@ -345,17 +331,13 @@ void start_set_capacity(const std::shared_ptr<distributed_semaphore_state>& stat
                         std::size_t capacity,
                         boost::asio::any_completion_handler<void(error_code)> handler)
 {
-    // pending_result carries a value; the capacity's outcome has none.
-    auto result = std::make_shared<pending_result<int>>(
-        asio::any_completion_handler<void(error_code, int)>{
-            [h = std::move(handler)](error_code ec, int) mutable { std::move(h)(ec); }},
-        state->executor());
-    result->arm<abandon_canceller<int>>(std::weak_ptr<pending_result<int>>{result},
-                                        state->strand());
+    auto result = std::make_shared<pending_result<>>(std::move(handler), state->executor());
+    result->arm<redis::detail::abandon_canceller<>>(std::weak_ptr<pending_result<>>{result},
+                                                    state->strand());
     asio::post(state->strand(), [state, result, capacity] {
         state->eval(redis::detail::semaphore_scripts::get().set_capacity,
                     {std::to_string(capacity)},
-                    [result](error_code ec, redis::reply) { result->complete(ec, 0); });
+                    [result](error_code ec, redis::reply) { result->complete(ec); });
     });
 }
 
@@ -365,7 +347,7 @@ void start_stats(
 {
     auto result = std::make_shared<pending_result<distributed_semaphore_stats>>(std::move(handler),
                                                                                 state->executor());
-    result->arm<abandon_canceller<distributed_semaphore_stats>>(
+    result->arm<redis::detail::abandon_canceller<distributed_semaphore_stats>>(
         std::weak_ptr<pending_result<distributed_semaphore_stats>>{result}, state->strand());
     asio::post(state->strand(), [state, result] {
         state->eval(redis::detail::semaphore_scripts::get().stats, {state->capacity_text()},

@@ -224,6 +224,7 @@ void link::write_queued()
         return;
     }
     write_buffer_.clear();
+    resends_ahead_ = 0;
     const auto now = clock::now();
     while (!unsent_.empty()) {
         if (handshaking_ && !unsent_.front()->handshake) {
@@ -316,7 +317,13 @@ void link::on_reply(reply r)
         eval.insert(eval.end(), cmd->retry->tail.begin(), cmd->retry->tail.end());
         cmd->bytes = format_command(eval);
         cmd->retry.reset();
-        send(std::move(cmd), true);
+        // Ahead of the commands not yet sent, and behind the resends of this
+        // same batch: resends keep their order.
+        unsent_.insert(unsent_.begin() +
+                           static_cast<std::ptrdiff_t>(std::min(resends_ahead_, unsent_.size())),
+                       std::move(cmd));
+        ++resends_ahead_;
+        write_queued();
         return;
     }
     if (!cmd->result) {
@@ -329,13 +336,14 @@ void link::on_reply(reply r)
 void link::on_handshake_reply(const reply& r)
 {
     if (r.is_error()) {
-        if (r.text().rfind("ERR", 0) == 0) {
+        if (r.text().find("DB index") != std::string::npos) {
             // SELECT of a database out of range: no command could run as
             // asked on this connection, now or later.
             close(errc::redis_error);
             return;
         }
-        // LOADING, BUSY, MASTERDOWN...: not ready; tried again after the backoff.
+        // LOADING, BUSY, MASTERDOWN, "max number of clients reached", a
+        // proxy's error...: not ready; tried again after the backoff.
         attempt_failed(generation_, errc::redis_unavailable);
         return;
     }

@@ -133,6 +133,7 @@ class link : public std::enable_shared_from_this<link> {
     std::deque<std::shared_ptr<pending_command>> unsent_;
     std::deque<std::shared_ptr<pending_command>> sent_;
     bool writing_ = false;
+    std::size_t resends_ahead_ = 0; // NOSCRIPT resends queued since the last write
     std::string write_buffer_;
     std::array<char, 16384> read_buffer_{};
     reply_reader reader_;

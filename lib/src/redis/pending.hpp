@@ -19,20 +19,25 @@
 #include <boost/asio/associated_cancellation_slot.hpp>
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/cancellation_type.hpp>
+#include <boost/asio/error.hpp>
 #include <boost/asio/execution/outstanding_work.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/prefer.hpp>
 
+#include <memory>
 #include <utility>
 
 namespace tame::redis::detail {
 
 namespace asio = boost::asio;
 
-template <class T>
+/// `T...`: what the handler gets after its error_code (nothing, for
+/// `void(error_code)`).
+template <class... T>
 class pending_result {
   public:
-    using handler_type = asio::any_completion_handler<void(error_code, T)>;
+    using handler_type = asio::any_completion_handler<void(error_code, T...)>;
 
     pending_result(handler_type handler, const asio::any_io_executor& fallback)
         : handler_{std::move(handler)}, io_{fallback},
@@ -55,22 +60,22 @@ class pending_result {
         }
     }
 
-    /// Completes the handler with `ec` and `value`, unless done already.
-    void complete(error_code ec, T value)
+    /// Completes the handler with `ec` and `values`, unless done already.
+    void complete(error_code ec, T... values)
     {
         if (done_) {
             return;
         }
         done_ = true;
         asio::post(io_, [work = std::move(work_), handler = std::move(handler_), slot = slot_, ec,
-                         value = std::move(value)]() mutable {
+                         ... values = std::move(values)]() mutable {
             work.execute(
-                [handler = std::move(handler), slot, ec, value = std::move(value)]() mutable {
+                [handler = std::move(handler), slot, ec, ... values = std::move(values)]() mutable {
                     // On the handler's executor: the one place where its slot may be cleared.
                     if (slot.is_connected()) {
                         slot.clear();
                     }
-                    std::move(handler)(ec, std::move(value));
+                    std::move(handler)(ec, std::move(values)...);
                 });
         });
     }
@@ -81,6 +86,31 @@ class pending_result {
     asio::any_completion_executor work_;
     asio::cancellation_slot slot_;
     bool done_ = false;
+};
+
+/// In the slot of an operation that only waits for a reply: the caller stops
+/// waiting, with operation_aborted (any cancellation type: nothing is undone,
+/// and a reply that comes later is dropped).
+template <class... T>
+class abandon_canceller {
+  public:
+    abandon_canceller(std::weak_ptr<pending_result<T...>> result, asio::any_io_executor strand)
+        : result_{std::move(result)}, strand_{std::move(strand)}
+    {
+    }
+
+    void operator()(asio::cancellation_type)
+    {
+        asio::post(strand_, [result = result_] {
+            if (auto r = result.lock()) {
+                r->complete(asio::error::operation_aborted, T{}...);
+            }
+        });
+    }
+
+  private:
+    std::weak_ptr<pending_result<T...>> result_;
+    asio::any_io_executor strand_;
 };
 
 } // namespace tame::redis::detail

@@ -61,7 +61,7 @@ class distributed_permit_state : public std::enable_shared_from_this<distributed
     /// Arms the first renewal; on the strand.
     void start(clock::time_point granted_at);
     /// On the strand: gives the permits back, then calls `done` (if any).
-    void release(std::optional<pending_result<error_code>> done);
+    void release(std::optional<pending_result<>> done);
 
     static distributed_permit make_permit(std::shared_ptr<distributed_permit_state> state)
     {

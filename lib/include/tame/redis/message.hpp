@@ -12,7 +12,7 @@ struct message {
     /// re-established after its connection dropped, or the receiver fell
     /// `max_buffered_messages` behind. Pub/sub delivers at most once; whoever
     /// relies on it should look again at what the messages stand for. A message
-    /// that says only this has an empty channel and payload.
+    /// that says only this has its channel and an empty payload.
     bool after_gap = false;
 };
 
