@@ -183,7 +183,8 @@ TEST_CASE("each service's flags parse into its options", "[apps][samples]")
     CHECK(all.diagnose.deadline == 500ms);
 }
 
-TEST_CASE("--redis, --lease-ms and --instance are read; without them no Redis is used",
+TEST_CASE("the replica flags --redis --lease-ms and --instance are read and without them no Redis "
+          "is used",
           "[apps][samples]")
 {
     all_flags shared;
