@@ -74,7 +74,17 @@ void add_diagnose_options(po::options_description& description, diagnose_options
         "deadline-ms", milliseconds_flag(options.deadline, "deadline-ms"),
         "how long /diagnose waits for the upstream")(
         "upstream-delay-ms", milliseconds_flag(options.upstream_delay, "upstream-delay-ms"),
-        "how long the embedded upstream takes to answer");
+        "how long the embedded upstream takes to answer")(
+        "breaker",
+        po::value<std::string>()
+            ->default_value(options.breaker ? "on" : "off")
+            ->notifier([&options](const std::string& value) {
+                if (value != "on" && value != "off") {
+                    throw po::error{"--breaker must be on or off, not '" + value + "'"};
+                }
+                options.breaker = value == "on";
+            }),
+        "call the upstream through a circuit breaker (on|off): 503 at once while it keeps failing");
     description.add(diagnose);
 }
 
@@ -84,6 +94,11 @@ diagnose_service::diagnose_service(const asio::any_io_executor& ex, diagnose_opt
 {
     check_upstream(options_.upstream);
     upstream_ = options_.upstream;
+    if (options_.breaker) {
+        tame::breaker_options b;
+        b.clock = [time = time_] { return time->now(); };
+        breaker_ = std::make_unique<tame::breaker>(std::move(b));
+    }
 }
 
 void diagnose_service::add_routes(http::router& routes)
@@ -105,6 +120,22 @@ void diagnose_service::add_metrics(http::metrics_registry& metrics)
     outcome("answered", answered_);
     outcome("timed_out", timed_out_);
     outcome("failed", failed_);
+    if (breaker_) {
+        const std::string name = "name=\"diagnose_upstream\"";
+        metrics.add(
+            http::metric_type::gauge, "tame_breaker_state",
+            "A circuit breaker's state: 0 closed, 1 open, 2 half-open (a probe on its way).", name,
+            [this] { return static_cast<double>(breaker_->state()); });
+        auto calls = [&](const char* label, std::uint64_t tame::breaker_stats::*count) {
+            metrics.add(http::metric_type::counter, "tame_breaker_requests_total",
+                        "Calls decided by a circuit breaker, by outcome.",
+                        name + ",outcome=\"" + label + "\"",
+                        [this, count] { return static_cast<double>(breaker_->stats().*count); });
+        };
+        calls("accepted", &tame::breaker_stats::accepted);
+        calls("failed", &tame::breaker_stats::failed);
+        calls("dropped", &tame::breaker_stats::dropped);
+    }
     metrics.add(http::metric_type::counter, "tame_diagnose_upstream_abandoned_total",
                 "Calls of the embedded upstream whose caller hung up before the answer.", "",
                 [this] {
@@ -153,6 +184,23 @@ asio::awaitable<http::response> diagnose_service::diagnose(http::request_context
     boost::urls::url target{upstream()};
     target.params().set("symptoms", *symptoms);
 
+    // Through the breaker: while the upstream keeps failing, most calls are
+    // not made at all, and the client hears so at once. Every way out below
+    // marks the call: a success only for a good answer; a failure for a
+    // timeout, an unreachable upstream or a bad answer; nothing when our own
+    // client left (that says nothing of the upstream).
+    tame::breaker::guard call_guard;
+    if (breaker_) {
+        call_guard = breaker_->allow();
+        if (!call_guard) {
+            auto refused = http::error_response(
+                http::status::service_unavailable,
+                "the diagnosis service keeps failing; /diagnose is sparing it for now");
+            refused.set(http::field::retry_after, "1");
+            co_return refused;
+        }
+    }
+
     http::response answer;
     try {
         // context.WithTimeout + select, where the loser really stops: at the
@@ -172,6 +220,7 @@ asio::awaitable<http::response> diagnose_service::diagnose(http::request_context
                                                " ms; please try again later");
         }
         if (ctx.is_cancelled()) {
+            call_guard.ignore();
             throw; // our own client went away, or the server is stopping
         }
         failed_.fetch_add(1, std::memory_order_relaxed);
@@ -206,6 +255,7 @@ asio::awaitable<http::response> diagnose_service::diagnose(http::request_context
                                            ec.message());
     }
     answered_.fetch_add(1, std::memory_order_relaxed);
+    call_guard.success();
     co_return http::json_response({{"data", std::move(data)}});
 }
 

@@ -2,6 +2,7 @@
 
 #include "common/sample_service.hpp"
 
+#include <tame/breaker.hpp>
 #include <tame/time_source.hpp>
 
 #include <boost/asio/any_io_executor.hpp>
@@ -27,6 +28,11 @@ struct diagnose_options {
     /// Where the deadline and the embedded upstream's delay are measured and
     /// waited for: the steady clock, unless a test gives a tame::manual_time.
     std::shared_ptr<tame::time_source> time = tame::steady_time();
+    /// Calls the upstream through a tame::breaker (--breaker on|off): when it
+    /// keeps failing or timing out, /diagnose answers 503 with Retry-After at
+    /// once instead of waiting the deadline, and lets a probe through now and
+    /// then.
+    bool breaker = true;
 };
 
 /// Adds tame-diagnose's flags, bound to `options`.
@@ -73,6 +79,8 @@ class diagnose_service : public sample_service {
 
     diagnose_options options_;
     std::shared_ptr<tame::time_source> time_;
+    /// Null with --breaker off.
+    std::unique_ptr<tame::breaker> breaker_;
     mutable std::mutex mutex_;
     std::string upstream_;
 

@@ -36,6 +36,8 @@ class tame_category final : public boost::system::error_category {
             return "Redis answered with an error";
         case errc::lease_lost:
             return "the lease was lost";
+        case errc::breaker_open:
+            return "the circuit breaker dropped the call";
         }
         return "unknown tame error";
     }

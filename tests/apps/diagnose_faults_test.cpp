@@ -349,3 +349,116 @@ TEST_CASE("diagnose answers 502 at once to a header block over the client's limi
     CHECK(a->error().find("header limit") != std::string::npos);
     check_nothing_left(host, upstream, *time, 502);
 }
+
+namespace {
+
+/// An upstream that answers 500, or 200 with a JSON body once `healthy`.
+raw_upstream::script sick_then_well(const std::atomic<bool>& healthy)
+{
+    return [&healthy](raw_upstream&, tcp::socket& socket) -> asio::awaitable<void> {
+        const std::string bytes =
+            healthy ? "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+                      "2\r\nConnection: close\r\n\r\n{}"
+                    : "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: "
+                      "close\r\n\r\n";
+        co_await asio::async_write(socket, asio::buffer(bytes), use_tuple);
+        socket.close();
+    };
+}
+
+/// The diagnose breaker's gauge: 0 closed, 1 open, 2 half-open.
+std::string breaker_state(diagnose_host& host)
+{
+    const auto text = host.server().metrics().render();
+    const std::string series = "tame_breaker_state{name=\"diagnose_upstream\"} ";
+    const auto at = text.find(series);
+    return at == std::string::npos
+               ? ""
+               : text.substr(at + series.size(), text.find('\n', at) - at - series.size());
+}
+
+} // namespace
+
+TEST_CASE("diagnose spares a failing upstream with an immediate 503, probes it, and calls it "
+          "again once it answers",
+          "[apps][diagnose][faults][breaker]")
+{
+    std::atomic<bool> healthy{false};
+    raw_upstream upstream{sick_then_well(healthy)};
+    auto time = std::make_shared<tame::manual_time>(); // stands still unless advanced
+    diagnose_host host{upstream_at(upstream.url(), time)};
+
+    // Failing: 502s, until the breaker starts answering for the upstream.
+    int bad_gateways = 0;
+    std::optional<answer> refused;
+    for (int i = 0; i < 50 && !refused; ++i) {
+        auto a = diagnose(host);
+        REQUIRE(a);
+        if (a->status() == 503) {
+            refused = std::move(a);
+        } else {
+            CHECK(a->status() == 502);
+            ++bad_gateways;
+        }
+    }
+    REQUIRE(refused);
+    CHECK(bad_gateways >= 6); // the protection count: five failures drop nothing
+    CHECK(refused->response[http::field::retry_after] == "1");
+    CHECK(breaker_state(host) == "1");
+    // While it stays open, a refused call never reaches the upstream: only the
+    // 502s went there.
+    const int reached_before = upstream.requests;
+    int spared = 0;
+    int reached = 0;
+    for (int i = 0; i < 20; ++i) {
+        auto a = diagnose(host);
+        REQUIRE(a);
+        CHECK((a->status() == 503 || a->status() == 502));
+        (a->status() == 503 ? spared : reached) += 1;
+    }
+    CHECK(spared > 0);
+    CHECK(upstream.requests - reached_before == reached);
+
+    // Well again: after a quiet second, a probe goes through.
+    healthy = true;
+    time->advance(1001ms);
+    const int before_probe = upstream.requests;
+    auto probe = diagnose(host);
+    REQUIRE(probe);
+    CHECK(probe->status() == 200);
+    CHECK(upstream.requests == before_probe + 1);
+
+    // Steady traffic while the window turns over: the breaker closes.
+    for (int step = 0; step < 160 && breaker_state(host) != "0"; ++step) {
+        time->advance(250ms);
+        for (int i = 0; i < 4; ++i) {
+            auto a = diagnose(host);
+            REQUIRE(a);
+            CHECK((a->status() == 200 || a->status() == 503));
+        }
+    }
+    CHECK(breaker_state(host) == "0");
+    auto after = diagnose(host);
+    REQUIRE(after);
+    CHECK(after->status() == 200);
+}
+
+TEST_CASE("diagnose with the breaker off keeps calling a failing upstream",
+          "[apps][diagnose][faults][breaker]")
+{
+    std::atomic<bool> healthy{false};
+    raw_upstream upstream{sick_then_well(healthy)};
+    auto time = std::make_shared<tame::manual_time>();
+    auto options = upstream_at(upstream.url(), time);
+    options.breaker = false;
+    diagnose_host host{options};
+
+    for (int i = 0; i < 30; ++i) {
+        auto a = diagnose(host);
+        REQUIRE(a);
+        CHECK(a->status() == 502);
+    }
+
+    CHECK(upstream.requests == 30);
+    CHECK(breaker_state(host).empty());
+}

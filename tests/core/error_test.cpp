@@ -23,6 +23,10 @@ TEST_CASE("every tame error has its own message", "[core][error]")
     CHECK(tame::error_code{errc::pool_overloaded}.message() == "pool is overloaded");
     CHECK(tame::error_code{errc::invalid_url}.message() == "invalid URL");
     CHECK(tame::error_code{errc::unsupported_scheme}.message() == "unsupported URL scheme");
+    CHECK(tame::error_code{errc::redis_unavailable}.message() == "Redis is unavailable");
+    CHECK(tame::error_code{errc::redis_error}.message() == "Redis answered with an error");
+    CHECK(tame::error_code{errc::lease_lost}.message() == "the lease was lost");
+    CHECK(tame::error_code{errc::breaker_open}.message() == "the circuit breaker dropped the call");
     CHECK(tame::error_code{99, tame::category()}.message() == "unknown tame error");
 }
 

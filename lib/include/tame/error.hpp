@@ -34,6 +34,8 @@ enum class errc {
     /// A distributed permit's lease ran out before its holder could renew it:
     /// another holder may have the permit now.
     lease_lost,
+    /// A tame::breaker dropped the call: the upstream has been failing.
+    breaker_open,
 };
 
 /// The category of tame::errc, named "tame".

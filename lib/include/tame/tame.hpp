@@ -2,6 +2,7 @@
 
 /// Everything tame's core offers, in one include.
 
+#include <tame/breaker.hpp>
 #include <tame/cancel_source.hpp>
 #include <tame/deadline.hpp>
 #include <tame/error.hpp>
@@ -14,4 +15,5 @@
 #include <tame/task_pool.hpp>
 #include <tame/task_pool_options.hpp>
 #include <tame/wait_group.hpp>
+#include <tame/with_breaker.hpp>
 #include <tame/with_task_group.hpp>
