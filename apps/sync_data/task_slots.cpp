@@ -45,9 +45,7 @@ task_slots::task_slots(const asio::any_io_executor& ex, std::size_t capacity)
 task_slots::task_slots(tame::redis::connection& redis, const std::string& name,
                        std::size_t capacity, std::chrono::milliseconds lease)
 {
-    tame::distributed_semaphore_options options;
-    options.lease = lease;
-    shared_ = std::make_unique<tame::distributed_semaphore>(redis, name, capacity, options);
+    shared_ = std::make_unique<tame::distributed_semaphore>(redis, name, capacity, lease);
 }
 
 asio::awaitable<task_slots::slot> task_slots::acquire()

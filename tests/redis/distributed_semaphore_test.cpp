@@ -447,7 +447,7 @@ TEST_CASE("a FLUSHALL makes the holders lose their leases", "[redis][distributed
     redis_server server;
     asio::io_context io;
     redis::connection conn{io.get_executor(), test_connection_options(server)};
-    distributed_semaphore sem{conn, "jobs", 1, lease_of(300ms)};
+    distributed_semaphore sem{conn, "jobs", 1, 300ms}; // {conn, name, capacity, lease}
     auto [ec, permit] = acquire(io, sem);
 
     complete<error_code, redis::reply>(io, conn.async_exec({"FLUSHALL"}, asio::deferred));

@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <memory>
 #include <string>
+#include <utility>
 
 namespace tame {
 
@@ -75,6 +76,12 @@ class distributed_semaphore {
   public:
     distributed_semaphore(redis::connection& conn, std::string name, std::size_t capacity,
                           distributed_semaphore_options options = {});
+    /// `{conn, name, capacity, lease}`: the other options by default.
+    distributed_semaphore(redis::connection& conn, std::string name, std::size_t capacity,
+                          std::chrono::milliseconds lease)
+        : distributed_semaphore{conn, std::move(name), capacity, options_with(lease)}
+    {
+    }
     /// Acquires still waiting complete with operation_aborted.
     ~distributed_semaphore();
     distributed_semaphore(const distributed_semaphore&) = delete;
@@ -141,6 +148,13 @@ class distributed_semaphore {
     }
 
   private:
+    static distributed_semaphore_options options_with(std::chrono::milliseconds lease)
+    {
+        distributed_semaphore_options options;
+        options.lease = lease;
+        return options;
+    }
+
     std::shared_ptr<detail::distributed_semaphore_state> state_;
 };
 
