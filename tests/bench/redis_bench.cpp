@@ -390,12 +390,16 @@ BENCHMARK(BM_floor_two_script_round_trips);
 
 constexpr std::size_t large_capacity = 1'000'000;
 
-void BM_distributed_acquire_release_uncontended(benchmark::State& state)
+/// One acquire, awaited, then its release: awaited too, or not (permit.release()
+/// sends its script at once, and the next acquire's script follows it on the
+/// same socket).
+void acquire_release_uncontended(benchmark::State& state, bool await_release)
 {
     asio::io_context io{1};
     {
         redis::connection conn{io.get_executor(), options()};
-        distributed_semaphore sem{conn, fresh_name("uncontended"), large_capacity};
+        distributed_semaphore sem{
+            conn, fresh_name(await_release ? "uncontended" : "fire-and-forget"), large_capacity};
         {
             // Connects and caches both scripts.
             distributed_permit permit;
@@ -416,65 +420,43 @@ void BM_distributed_acquire_release_uncontended(benchmark::State& state)
                 skip(state, "acquire", ec);
                 break;
             }
-            if (auto ec = release_once(io, permit)) {
+            if (!await_release) {
+                permit.release();
+            } else if (auto ec = release_once(io, permit)) {
                 skip(state, "release", ec);
                 break;
             }
         }
+        std::uint64_t extra_commands = 0;
+        if (!await_release) {
+            // The last release is answered before this stats script (not counted
+            // as a command; its few microseconds of script time are, once).
+            distributed_semaphore_stats s;
+            if (auto ec = stats_once(io, sem, s)) {
+                skip(state, "stats", ec);
+            } else if (s.used != 0) {
+                state.SkipWithError("permits still held after the releases");
+            }
+            extra_commands = 1;
+        }
         state.counters["commands_per_grant"] =
-            benchmark::Counter(static_cast<double>(conn.stats().commands - before),
+            benchmark::Counter(static_cast<double>(conn.stats().commands - before - extra_commands),
                                benchmark::Counter::kAvgIterations);
         state.counters["server_us_per_grant"] =
             benchmark::Counter(script_usec(io, conn) - usec, benchmark::Counter::kAvgIterations);
     }
     drain(io);
 }
+
+void BM_distributed_acquire_release_uncontended(benchmark::State& state)
+{
+    acquire_release_uncontended(state, true);
+}
 BENCHMARK(BM_distributed_acquire_release_uncontended);
 
-// The release is not awaited: permit.release() sends its script at once, and the
-// next acquire's script follows it on the same socket.
 void BM_distributed_acquire_awaited_release_fire_and_forget(benchmark::State& state)
 {
-    asio::io_context io{1};
-    {
-        redis::connection conn{io.get_executor(), options()};
-        distributed_semaphore sem{conn, fresh_name("fire-and-forget"), large_capacity};
-        {
-            distributed_permit permit;
-            error_code ec = acquire_once(io, sem, permit);
-            if (!ec) {
-                ec = release_once(io, permit);
-            }
-            if (ec) {
-                skip(state, "warm-up", ec);
-                return;
-            }
-        }
-        const double usec = script_usec(io, conn);
-        const auto before = conn.stats().commands;
-        for (auto _ : state) {
-            distributed_permit permit;
-            if (auto ec = acquire_once(io, sem, permit)) {
-                skip(state, "acquire", ec);
-                break;
-            }
-            permit.release();
-        }
-        // The last release is answered before this; the stats script is not counted.
-        distributed_semaphore_stats s;
-        if (auto ec = stats_once(io, sem, s)) {
-            skip(state, "stats", ec);
-        } else if (s.used != 0) {
-            state.SkipWithError("permits still held after the releases");
-        }
-        state.counters["commands_per_grant"] =
-            benchmark::Counter(static_cast<double>(conn.stats().commands - before - 1),
-                               benchmark::Counter::kAvgIterations);
-        // Counts the stats script too (a few microseconds, once).
-        state.counters["server_us_per_grant"] =
-            benchmark::Counter(script_usec(io, conn) - usec, benchmark::Counter::kAvgIterations);
-    }
-    drain(io);
+    acquire_release_uncontended(state, false);
 }
 BENCHMARK(BM_distributed_acquire_awaited_release_fire_and_forget);
 

@@ -118,7 +118,9 @@ class breaker {
 
     /// The probability with which a call is dropped now.
     double drop_probability() const noexcept;
+    /// closed, open, or half_open while a forced probe is on its way.
     breaker_state state() const noexcept;
+    /// The counts since construction and the window now, for metrics.
     breaker_stats stats() const noexcept;
     const breaker_options& options() const noexcept { return options_; }
 

@@ -72,7 +72,7 @@ void distributed_permit_state::lose()
         return;
     }
     timer_.cancel();
-    const_cast<cancel_source&>(lost).emit(asio::cancellation_type::terminal);
+    lost.emit(asio::cancellation_type::terminal);
     // Whatever Redis still holds under this id goes back (a lease this
     // process gave up on early, by its own clock).
     sem->eval(redis::detail::semaphore_scripts::get().release, {id},

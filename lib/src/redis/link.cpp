@@ -166,20 +166,10 @@ void link::attempt_failed(std::uint64_t generation, error_code)
     if (generation != generation_ || !attempting) {
         return;
     }
-    handshaking_ = false;
-    writing_ = false;
-    reply_timer_.cancel();
-    reply_timer_armed_ = false;
     // The handshake's own commands die with the socket.
     sent_.clear();
     std::erase_if(unsent_, [](const auto& cmd) { return cmd->handshake; });
-    ++generation_;
-    counters_.failures.fetch_add(1, std::memory_order_relaxed);
-    error_code ignored;
-    resolver_.cancel();
-    socket_.close(ignored);
-    connect_timer_.cancel();
-    state_ = state::idle;
+    tear_down();
     backoff_ = std::clamp(backoff_ * 2, options_.min_backoff, options_.max_backoff);
     next_attempt_ = clock::now() + backoff_;
     // Whatever waited for this attempt learns that Redis is unavailable.
@@ -187,6 +177,22 @@ void link::attempt_failed(std::uint64_t generation, error_code)
     if (hooks_.on_failed) {
         hooks_.on_failed();
     }
+}
+
+void link::tear_down()
+{
+    // Callbacks of this socket find a newer generation and do nothing.
+    ++generation_;
+    counters_.failures.fetch_add(1, std::memory_order_relaxed);
+    error_code ignored;
+    resolver_.cancel();
+    socket_.close(ignored);
+    connect_timer_.cancel();
+    reply_timer_.cancel();
+    reply_timer_armed_ = false;
+    writing_ = false;
+    handshaking_ = false;
+    state_ = state::idle;
 }
 
 void link::drop(error_code why)
@@ -198,14 +204,7 @@ void link::drop(error_code why)
         attempt_failed(generation_, why); // not ready yet: a failed attempt, with backoff
         return;
     }
-    ++generation_;
-    counters_.failures.fetch_add(1, std::memory_order_relaxed);
-    error_code ignored;
-    socket_.close(ignored);
-    reply_timer_.cancel();
-    reply_timer_armed_ = false;
-    writing_ = false;
-    state_ = state::idle;
+    tear_down();
     // Sent commands may or may not have run: their callers are told. Those not
     // yet sent go on the next connection, which is tried at once.
     fail_sent(why);

@@ -105,6 +105,8 @@ class link : public std::enable_shared_from_this<link> {
     void on_handshake_reply(const reply& r);
     void on_ready();
     void attempt_failed(std::uint64_t generation, error_code ec);
+    /// Closes the socket of a failed attempt or a dropped connection: idle again.
+    void tear_down();
     void drop(error_code why);
     void write_queued();
     void read();

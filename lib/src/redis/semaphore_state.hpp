@@ -72,7 +72,8 @@ class distributed_permit_state : public std::enable_shared_from_this<distributed
     const std::string id;
     const std::size_t n;
     const std::uint64_t fence;
-    const cancel_source lost;
+    /// Emitted once, by lose(); a handle that permits hand out by reference.
+    cancel_source lost;
 
   private:
     void schedule(clock::time_point at);

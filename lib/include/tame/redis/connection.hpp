@@ -68,6 +68,7 @@ class subscription {
     ~subscription();
 
     bool is_open() const noexcept { return state_ != nullptr; }
+    /// The channel listened to (empty when not open).
     const std::string& channel() const;
 
     /// The next message, in publication order: buffered ones at once, else
@@ -116,12 +117,15 @@ class subscription {
 /// connection closes it (as close() does).
 class connection {
   public:
+    /// Connects lazily, on the first command or subscription; handlers
+    /// without an associated executor complete on `ex`.
     connection(const asio::any_io_executor& ex, connection_options options);
     ~connection();
     connection(const connection&) = delete;
     connection& operator=(const connection&) = delete;
 
     const asio::any_io_executor& get_executor() const noexcept;
+    /// The options given to the constructor.
     const connection_options& options() const noexcept;
 
     /// Sends `cmd` and completes with its reply.

@@ -87,7 +87,9 @@ class distributed_semaphore {
     distributed_semaphore(const distributed_semaphore&) = delete;
     distributed_semaphore& operator=(const distributed_semaphore&) = delete;
 
+    /// The name shared by every process that draws on these permits.
     const std::string& name() const noexcept;
+    /// The options given to the constructor.
     const distributed_semaphore_options& options() const noexcept;
 
     /// Waits for `n` permits and completes with them; with
@@ -137,6 +139,8 @@ class distributed_semaphore {
             token, state_, capacity);
     }
 
+    /// What Redis holds for the name now: capacity, permits used, holders,
+    /// waiters. Completion signature `void(error_code, distributed_semaphore_stats)`.
     template <class Token>
     auto async_stats(Token&& token)
     {

@@ -12,6 +12,7 @@ class reply {
   public:
     enum class kind { nil, integer, string, status, error, array };
 
+    /// A nil reply; the make_ functions build the others (the RESP reader does).
     reply() = default;
     static reply make_nil() { return reply{}; }
     static reply make_integer(std::int64_t value);

@@ -14,6 +14,7 @@ namespace tame::redis {
 /// source (a command in flight keeps one, to resend it on NOSCRIPT).
 class script {
   public:
+    /// Hashes `source` (SHA1) once, here.
     explicit script(std::string source);
 
     const std::string& source() const noexcept { return *source_; }
