@@ -205,6 +205,9 @@ class async_semaphore {
     semaphore_stats stats() const { return state_->stats(); }
 
   private:
+    // Sets the capacity from a permit's release, through the shared state.
+    friend class adaptive_limit;
+
     struct initiate_acquire {
         async_semaphore* self;
 
