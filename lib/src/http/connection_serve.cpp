@@ -36,6 +36,7 @@ asio::awaitable<bool> connection::serve(http::request req)
     response res;
     std::size_t route = server.metrics.invalid_route();
     std::optional<request_context> ctx;
+    adaptive_shedder::ticket admitted; // empty unless the shedder let the request in
     bool send = true;
 
     const auto routed = routing_path(req.target());
@@ -62,11 +63,22 @@ asio::awaitable<bool> connection::serve(http::request req)
             // The built-in routes stay reachable under overload: a health check
             // that is shed would take a busy server out of rotation.
             if (route < server.first_builtin_route && !server.try_enter_handler()) {
-                server.metrics.record_shed();
+                server.metrics.record_shed(shed_reason::max_in_flight);
                 res = error_response(status::service_unavailable,
                                      "too many requests in flight; retry later");
                 res.set(field::retry_after, std::to_string(options.retry_after.count()));
                 break;
+            }
+            if (route < server.first_builtin_route && server.shedder) {
+                admitted = server.shedder->allow();
+                if (!admitted) {
+                    server.leave_handler();
+                    server.metrics.record_shed(shed_reason::overload);
+                    res = error_response(status::service_unavailable,
+                                         "the server is overloaded; retry later");
+                    res.set(field::retry_after, std::to_string(options.retry_after.count()));
+                    break;
+                }
             }
             ctx.emplace(std::move(req), std::move(match.params), peer_, executor_,
                         server.routes.label(route));
@@ -85,6 +97,13 @@ asio::awaitable<bool> connection::serve(http::request req)
                 send = ctx->cancel_reason() != cancel_reason::client_gone;
             } else {
                 res = std::move(handler_res);
+            }
+            // As go-zero's shedding middleware: a 5xx is a failure, whose time
+            // says nothing of what the server carries.
+            if (res.result_int() >= 500) {
+                admitted.fail();
+            } else {
+                admitted.pass();
             }
             break;
         }

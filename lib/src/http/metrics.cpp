@@ -196,10 +196,12 @@ std::string metrics_registry::render() const
 
     append_header(out, "tame_http_requests_in_flight", "Requests in their handler now.", "gauge");
     out += "tame_http_requests_in_flight " + std::to_string(in_flight()) + "\n";
-    append_header(out, "tame_http_requests_shed_total",
-                  "Requests answered 503 because too many were in flight.", "counter");
-    out += "tame_http_requests_shed_total " +
-           std::to_string(shed_.load(std::memory_order_relaxed)) + "\n";
+    append_header(out, "tame_http_shed_total",
+                  "Requests answered 503 before their handler ran, by reason.", "counter");
+    out += "tame_http_shed_total{reason=\"max_in_flight\"} " +
+           std::to_string(shed(shed_reason::max_in_flight)) + "\n";
+    out += "tame_http_shed_total{reason=\"overload\"} " +
+           std::to_string(shed(shed_reason::overload)) + "\n";
     append_header(out, "tame_http_connections", "Connections open now.", "gauge");
     out += "tame_http_connections " + std::to_string(connections()) + "\n";
     append_header(out, "tame_http_connections_total", "Connections accepted.", "counter");

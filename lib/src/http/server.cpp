@@ -66,6 +66,19 @@ router with_builtin_routes(router routes, const server_options& options, server_
     return routes;
 }
 
+std::unique_ptr<adaptive_shedder> make_shedder(const std::optional<shedder_options>& options,
+                                               const std::shared_ptr<time_source>& time)
+{
+    if (!options) {
+        return nullptr;
+    }
+    auto o = *options;
+    if (!o.clock) {
+        o.clock = [time] { return time->now(); };
+    }
+    return std::make_unique<adaptive_shedder>(std::move(o));
+}
+
 std::vector<std::string> route_labels(const router& routes)
 {
     std::vector<std::string> labels;
@@ -109,12 +122,22 @@ server_state::server_state(asio::io_context& context, router r, server_options o
       // The built-in handlers only keep the pointer; they run after construction.
       routes{with_builtin_routes(std::move(r), o, this)}, options{std::move(o)},
       time{options.time ? options.time : steady_time()}, metrics{route_labels(routes)},
-      control{asio::make_strand(context)}, acceptor{control},
-      connection_slots{context.get_executor(), std::max<std::size_t>(options.max_connections, 1)},
+      shedder{make_shedder(options.shedding, time)}, control{asio::make_strand(context)},
+      acceptor{control}, connection_slots{context.get_executor(),
+                                          std::max<std::size_t>(options.max_connections, 1)},
       active{context.get_executor()}, sweep_interval{sweep_interval_for(options)}, shutdown_{
                                                                                        control,
                                                                                        time}
 {
+    if (shedder) {
+        auto* s = shedder.get();
+        metrics.add(metric_type::gauge, "tame_http_shedder_cpu_usage",
+                    "The CPU usage the load shedder reads, in thousandths of the usable cores.", "",
+                    [s] { return static_cast<double>(s->stats().cpu_usage); });
+        metrics.add(metric_type::gauge, "tame_http_shedder_max_flight",
+                    "Requests in flight the server has shown it carries (Little's law).", "",
+                    [s] { return s->stats().max_flight; });
+    }
 }
 
 void server_state::start()

@@ -3,6 +3,7 @@
 // The shared state of a tame::http::server: what its accept loop, its sweeper,
 // its connections and its shutdown have in common. Private to lib/src/http.
 
+#include <tame/adaptive_shedder.hpp>
 #include <tame/detail/graceful_shutdown.hpp>
 #include <tame/http/metrics.hpp>
 #include <tame/http/router.hpp>
@@ -57,6 +58,8 @@ class server_state : public std::enable_shared_from_this<server_state>,
     /// Where every timeout is measured and waited for (options.time).
     const std::shared_ptr<time_source> time;
     metrics_registry metrics;
+    /// Null unless options.shedding is set.
+    const std::unique_ptr<adaptive_shedder> shedder;
 
     /// Runs the accept loop, the sweeper and the shutdown steps.
     strand_type control;

@@ -14,6 +14,9 @@
 
 namespace tame::http {
 
+/// Why a request was answered 503 before its handler ran.
+enum class shed_reason { max_in_flight, overload };
+
 /// The kinds of metric an application can add, as Prometheus names them.
 enum class metric_type { counter, gauge };
 
@@ -23,7 +26,9 @@ enum class metric_type { counter, gauge };
 /// The server records per route and status code `tame_http_requests_total`, the
 /// latency histogram `tame_http_request_duration_seconds`, and the gauges
 /// `tame_http_requests_in_flight` and `tame_http_connections`, plus the counters
-/// `tame_http_connections_total` and `tame_http_requests_shed_total`. Requests
+/// `tame_http_connections_total` and `tame_http_shed_total{reason}` (reason
+/// "max_in_flight": over server_options::max_in_flight; "overload": refused by
+/// the adaptive shedder, server_options::shedding). Requests
 /// that match no route count under route "unmatched", and requests that could not
 /// be read (400, 413, 431) under "invalid".
 ///
@@ -72,8 +77,17 @@ class metrics_registry {
     void record_request(std::size_t route, unsigned status,
                         std::chrono::nanoseconds duration) noexcept;
 
-    /// Records a request refused because too many were in flight.
-    void record_shed() noexcept { shed_.fetch_add(1, std::memory_order_relaxed); }
+    /// Records a request refused before its handler ran.
+    void record_shed(shed_reason why) noexcept
+    {
+        shed_[static_cast<std::size_t>(why)].fetch_add(1, std::memory_order_relaxed);
+    }
+
+    /// Requests refused so far for `why`.
+    std::uint64_t shed(shed_reason why) const noexcept
+    {
+        return shed_[static_cast<std::size_t>(why)].load(std::memory_order_relaxed);
+    }
 
     /// Counts a request entering (+1) or leaving (-1) its handler.
     void add_in_flight(long delta) noexcept
@@ -110,7 +124,7 @@ class metrics_registry {
     std::atomic<long> in_flight_{0};
     std::atomic<long> connections_{0};
     std::atomic<std::uint64_t> connections_total_{0};
-    std::atomic<std::uint64_t> shed_{0};
+    std::array<std::atomic<std::uint64_t>, 2> shed_{};
     mutable std::mutex app_mutex_;
     std::vector<app_series> app_;
 };

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <tame/adaptive_shedder.hpp>
 #include <tame/time_source.hpp>
 
 #include <boost/asio/ip/tcp.hpp>
@@ -9,6 +10,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -71,6 +73,12 @@ struct server_options {
     std::size_t max_in_flight = 1000;
     /// The Retry-After a shed request is given.
     std::chrono::seconds retry_after{1};
+    /// Adaptive load shedding (go-zero's; see tame::adaptive_shedder): when the
+    /// CPU is over `cpu_threshold` and more requests are in flight than the
+    /// server has shown it carries, requests are answered 503 with Retry-After
+    /// before their handler runs. Off (empty) by default. Its clock, unless
+    /// given, is `time`'s.
+    std::optional<shedder_options> shedding;
 
     /// A promise that one thread runs the io_context: connections then need no
     /// strands (as task_pool_options::single_threaded). With several threads,
