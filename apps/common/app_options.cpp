@@ -38,6 +38,13 @@ tame::http::server_options app_options::server_options() const
     options.single_threaded = single_threaded();
     options.max_in_flight = max_in_flight;
     options.max_connections = max_connections;
+    if (shed_cpu > 0) {
+        tame::shedder_options shedding;
+        shedding.cpu_threshold = shed_cpu;
+        // The io threads are all the CPU the server can use.
+        shedding.cores = std::min<double>(thread_count(), tame::adaptive_shedder::usable_cores());
+        options.shedding = shedding;
+    }
     if (quiet) {
         options.access_log = {};
     }
@@ -107,6 +114,12 @@ po::options_description describe_app_options(const std::string& title, app_optio
         "max-connections",
         count_flag(app.max_connections, "max-connections", 1, std::size_t{1} << 30),
         "connections open at once; more wait in the listen backlog")(
+        "shed-cpu", po::value<long>()->default_value(app.shed_cpu)->notifier([&app](long permille) {
+            check_range("shed-cpu", permille, 0L, 1000L);
+            app.shed_cpu = static_cast<unsigned>(permille);
+        }),
+        "shed requests (503) when the CPU is over this many thousandths of the io threads and "
+        "more are in flight than the server has carried; 0: never")(
         "quiet", po::bool_switch(&app.quiet), "no access log")(
         "redis", po::value<std::string>()->notifier([&app](const std::string& text) {
             tame::error_code ec;

@@ -29,6 +29,9 @@ struct app_options {
     std::size_t max_in_flight = tame::http::server_options{}.max_in_flight;
     /// Connections open at once; more wait in the listen backlog.
     std::size_t max_connections = tame::http::server_options{}.max_connections;
+    /// The CPU usage, in thousandths of the io threads' cores, from which the
+    /// server sheds load adaptively (--shed-cpu, go-zero's 900); 0: no shedding.
+    unsigned shed_cpu = 900;
     /// No access log.
     bool quiet = false;
     /// The Redis that replicas share (--redis): limits and jobs live there.

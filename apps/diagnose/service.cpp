@@ -2,8 +2,10 @@
 
 #include "common/app_options.hpp"
 
+#include <tame/aimd_limit.hpp>
 #include <tame/deadline.hpp>
 #include <tame/error.hpp>
+#include <tame/gradient2_limit.hpp>
 #include <tame/http/client.hpp>
 #include <tame/http/json.hpp>
 #include <tame/http/request_context.hpp>
@@ -52,6 +54,36 @@ boost::json::array candidates(std::string_view symptoms)
     return out;
 }
 
+void check_limit(const std::string& algorithm)
+{
+    if (algorithm != "gradient2" && algorithm != "aimd" && algorithm != "off") {
+        throw po::error{"--upstream-limit must be gradient2, aimd or off, not '" + algorithm + "'"};
+    }
+}
+
+/// The upstream's limit: Netflix's defaults within the bounds given, starting
+/// at their 20 (or the nearest bound).
+std::unique_ptr<tame::limit_algorithm> make_limit_algorithm(const diagnose_options& options)
+{
+    const std::size_t max = options.upstream_limit_max;
+    const std::size_t min = std::min(options.upstream_limit_min, max);
+    const std::size_t initial = std::clamp<std::size_t>(20, min, max);
+    if (options.upstream_limit == "aimd") {
+        tame::aimd_options o;
+        o.min_limit = min;
+        o.initial_limit = initial;
+        o.max_limit = options.upstream_limit_max;
+        // A call that reaches the deadline is a timeout to the limit too.
+        o.timeout = options.deadline;
+        return std::make_unique<tame::aimd_limit>(o);
+    }
+    tame::gradient2_options o;
+    o.min_limit = min;
+    o.initial_limit = initial;
+    o.max_limit = options.upstream_limit_max;
+    return std::make_unique<tame::gradient2_limit>(o);
+}
+
 void check_upstream(const std::string& url)
 {
     if (url.empty()) {
@@ -84,7 +116,19 @@ void add_diagnose_options(po::options_description& description, diagnose_options
                 }
                 options.breaker = value == "on";
             }),
-        "call the upstream through a circuit breaker (on|off): 503 at once while it keeps failing");
+        "call the upstream through a circuit breaker (on|off): 503 at once while it keeps failing")(
+        "upstream-limit",
+        po::value(&options.upstream_limit)
+            ->default_value(options.upstream_limit)
+            ->notifier(check_limit),
+        "how the limit on concurrent upstream calls moves: gradient2 (with latency), aimd (with "
+        "timeouts and failures) or off; calls over it get 503 at once")(
+        "upstream-limit-min",
+        count_flag(options.upstream_limit_min, "upstream-limit-min", 1, 100000),
+        "the fewest concurrent upstream calls the limit may shrink to")(
+        "upstream-limit-max",
+        count_flag(options.upstream_limit_max, "upstream-limit-max", 1, 100000),
+        "the most concurrent upstream calls the limit may grow to");
     description.add(diagnose);
 }
 
@@ -98,6 +142,11 @@ diagnose_service::diagnose_service(const asio::any_io_executor& ex, diagnose_opt
         tame::breaker_options b;
         b.clock = [time = time_] { return time->now(); };
         breaker_ = std::make_unique<tame::breaker>(std::move(b));
+    }
+    check_limit(options_.upstream_limit);
+    if (options_.upstream_limit != "off") {
+        limit_ = std::make_unique<tame::adaptive_limit>(ex, make_limit_algorithm(options_),
+                                                        [time = time_] { return time->now(); });
     }
 }
 
@@ -135,6 +184,19 @@ void diagnose_service::add_metrics(http::metrics_registry& metrics)
         calls("accepted", &tame::breaker_stats::accepted);
         calls("failed", &tame::breaker_stats::failed);
         calls("dropped", &tame::breaker_stats::dropped);
+    }
+    if (limit_) {
+        const std::string name = "name=\"diagnose_upstream\"";
+        metrics.add(http::metric_type::gauge, "tame_limit",
+                    "An adaptive concurrency limit: the calls it lets run at once now.", name,
+                    [this] { return static_cast<double>(limit_->limit()); });
+        metrics.add(http::metric_type::gauge, "tame_limit_in_flight",
+                    "Calls running under an adaptive concurrency limit.", name,
+                    [this] { return static_cast<double>(limit_->in_flight()); });
+        metrics.add(
+            http::metric_type::counter, "tame_limit_rejected_total",
+            "Calls refused because an adaptive concurrency limit was reached.", name,
+            [this] { return static_cast<double>(limit_refused_.load(std::memory_order_relaxed)); });
     }
     metrics.add(http::metric_type::counter, "tame_diagnose_upstream_abandoned_total",
                 "Calls of the embedded upstream whose caller hung up before the answer.", "",
@@ -189,6 +251,24 @@ asio::awaitable<http::response> diagnose_service::diagnose(http::request_context
     // marks the call: a success only for a good answer; a failure for a
     // timeout, an unreachable upstream or a bad answer; nothing when our own
     // client left (that says nothing of the upstream).
+    // Under the upstream's adaptive limit: over it, the call is refused at
+    // once rather than queued behind calls that may take the whole deadline.
+    // The permit's mark is the limit's sample: dropped for a timeout, an
+    // unreachable upstream or its 503; success for any other answer; nothing
+    // when our own client left (or the breaker below refused the call).
+    tame::adaptive_permit slot;
+    if (limit_) {
+        slot = limit_->try_acquire();
+        if (!slot) {
+            limit_refused_.fetch_add(1, std::memory_order_relaxed);
+            auto refused = http::error_response(
+                http::status::service_unavailable,
+                "too many calls to the diagnosis service at once; please try again shortly");
+            refused.set(http::field::retry_after, "1");
+            co_return refused;
+        }
+    }
+
     tame::breaker::guard call_guard;
     if (breaker_) {
         call_guard = breaker_->allow();
@@ -214,6 +294,7 @@ asio::awaitable<http::response> diagnose_service::diagnose(http::request_context
     } catch (const boost::system::system_error& e) {
         if (e.code() == tame::errc::timed_out) {
             timed_out_.fetch_add(1, std::memory_order_relaxed);
+            slot.dropped();
             co_return http::error_response(http::status::request_timeout,
                                            "the diagnosis service did not answer within " +
                                                std::to_string(options_.deadline.count()) +
@@ -221,9 +302,11 @@ asio::awaitable<http::response> diagnose_service::diagnose(http::request_context
         }
         if (ctx.is_cancelled()) {
             call_guard.ignore();
+            slot.ignore();
             throw; // our own client went away, or the server is stopping
         }
         failed_.fetch_add(1, std::memory_order_relaxed);
+        slot.dropped();
         co_return http::error_response(http::status::bad_gateway,
                                        "the diagnosis service could not be reached: " +
                                            e.code().message());
@@ -233,6 +316,7 @@ asio::awaitable<http::response> diagnose_service::diagnose(http::request_context
         // An overloaded upstream (the embedded one shares this server's
         // in-flight cap) is worth a retry: say so, rather than 502.
         failed_.fetch_add(1, std::memory_order_relaxed);
+        slot.dropped();
         auto busy =
             http::error_response(http::status::service_unavailable,
                                  "the diagnosis service is overloaded; please try again later");
@@ -240,6 +324,9 @@ asio::awaitable<http::response> diagnose_service::diagnose(http::request_context
         busy.set(http::field::retry_after, retry_after.empty() ? "1" : std::string{retry_after});
         co_return busy;
     }
+    // Any other answer came in its time: its latency is a sample all the same
+    // (the breaker, not the limit, counts it as a failure).
+    slot.success();
     if (answer.result() != http::status::ok) {
         failed_.fetch_add(1, std::memory_order_relaxed);
         co_return http::error_response(http::status::bad_gateway,

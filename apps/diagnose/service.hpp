@@ -2,6 +2,7 @@
 
 #include "common/sample_service.hpp"
 
+#include <tame/adaptive_limit.hpp>
 #include <tame/breaker.hpp>
 #include <tame/time_source.hpp>
 
@@ -33,6 +34,15 @@ struct diagnose_options {
     /// once instead of waiting the deadline, and lets a probe through now and
     /// then.
     bool breaker = true;
+    /// How the limit on concurrent upstream calls moves (--upstream-limit):
+    /// "gradient2" (with latency), "aimd" (with timeouts and failures), or
+    /// "off" (no limit). A call over the limit is answered 503 with
+    /// Retry-After at once.
+    std::string upstream_limit = "gradient2";
+    /// The least and the most the limit may be (--upstream-limit-min, -max;
+    /// Netflix's 20 and 200). It starts at 20, within them.
+    std::size_t upstream_limit_min = 20;
+    std::size_t upstream_limit_max = 200;
 };
 
 /// Adds tame-diagnose's flags, bound to `options`.
@@ -81,6 +91,9 @@ class diagnose_service : public sample_service {
     std::shared_ptr<tame::time_source> time_;
     /// Null with --breaker off.
     std::unique_ptr<tame::breaker> breaker_;
+    /// Null with --upstream-limit off.
+    std::unique_ptr<tame::adaptive_limit> limit_;
+    std::atomic<std::uint64_t> limit_refused_{0};
     mutable std::mutex mutex_;
     std::string upstream_;
 

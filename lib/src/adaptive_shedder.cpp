@@ -121,11 +121,16 @@ adaptive_shedder::adaptive_shedder(shedder_options options)
     passes_ = std::make_unique<rolling_window>(options_.buckets, width);
     response_times_ = std::make_unique<rolling_window>(options_.buckets, width);
     if (!options_.cpu_usage) {
-        meter_ = std::make_unique<detail::cpu_meter>();
+        meter_ = std::make_unique<detail::cpu_meter>(options_.cores);
     }
 }
 
 adaptive_shedder::~adaptive_shedder() = default;
+
+double adaptive_shedder::usable_cores()
+{
+    return detail::cpu_meter::usable_cores();
+}
 
 adaptive_shedder::time_point adaptive_shedder::now() const
 {

@@ -46,8 +46,8 @@ double cpu_meter::usable_cores()
     return std::max(cores, 0.01);
 }
 
-cpu_meter::cpu_meter()
-    : cores_{usable_cores()},
+cpu_meter::cpu_meter(double cores)
+    : cores_{cores > 0 ? cores : usable_cores()},
       last_wall_{clock::now().time_since_epoch().count()}, last_cpu_{process_cpu_time()}
 {
 }

@@ -15,7 +15,8 @@ namespace tame::detail {
 /// the others read the last value.
 class cpu_meter {
   public:
-    cpu_meter();
+    /// `cores`: what 1000 stands for; 0: usable_cores().
+    explicit cpu_meter(double cores = 0);
 
     unsigned usage();
 

@@ -352,10 +352,16 @@ TEST_CASE("diagnose answers 502 at once to a header block over the client's limi
 
 namespace {
 
-/// An upstream that answers 500, or 200 with a JSON body once `healthy`.
-raw_upstream::script sick_then_well(const std::atomic<bool>& healthy)
+/// An upstream that answers 500, or 200 with a JSON body once `healthy`;
+/// while `stalled`, it holds its answer back.
+raw_upstream::script sick_then_well(const std::atomic<bool>& healthy,
+                                    const std::atomic<bool>* stalled = nullptr)
 {
-    return [&healthy](raw_upstream&, tcp::socket& socket) -> asio::awaitable<void> {
+    return [&healthy, stalled](raw_upstream&, tcp::socket& socket) -> asio::awaitable<void> {
+        while (stalled != nullptr && *stalled) {
+            asio::steady_timer pause{socket.get_executor(), 5ms};
+            co_await pause.async_wait(use_tuple);
+        }
         const std::string bytes =
             healthy ? "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
                       "2\r\nConnection: close\r\n\r\n{}"
@@ -379,12 +385,13 @@ std::string breaker_state(diagnose_host& host)
 
 } // namespace
 
-TEST_CASE("diagnose spares a failing upstream with an immediate 503, probes it, and calls it "
-          "again once it answers",
+TEST_CASE("diagnose spares a failing upstream with an immediate 503, probes it half-open, and "
+          "closes once it answers",
           "[apps][diagnose][faults][breaker]")
 {
     std::atomic<bool> healthy{false};
-    raw_upstream upstream{sick_then_well(healthy)};
+    std::atomic<bool> stalled{false};
+    raw_upstream upstream{sick_then_well(healthy, &stalled)};
     auto time = std::make_shared<tame::manual_time>(); // stands still unless advanced
     diagnose_host host{upstream_at(upstream.url(), time)};
 
@@ -419,11 +426,18 @@ TEST_CASE("diagnose spares a failing upstream with an immediate 503, probes it, 
     CHECK(spared > 0);
     CHECK(upstream.requests - reached_before == reached);
 
-    // Well again: after a quiet second, a probe goes through.
+    // Well again: after a quiet second, a probe goes through, and the breaker
+    // reads half-open while it is on its way.
     healthy = true;
+    stalled = true;
     time->advance(1001ms);
     const int before_probe = upstream.requests;
-    auto probe = diagnose(host);
+    tame_test::raw_client prober{host.port()};
+    prober.send(tame_test::request_text("GET", "/diagnose?symptoms=fever"));
+    REQUIRE(eventually([&] { return upstream.requests == before_probe + 1; }));
+    CHECK(breaker_state(host) == "2");
+    stalled = false;
+    auto probe = answer_of(prober.read_response());
     REQUIRE(probe);
     CHECK(probe->status() == 200);
     CHECK(upstream.requests == before_probe + 1);

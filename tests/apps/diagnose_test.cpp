@@ -304,3 +304,83 @@ TEST_CASE("a server on every address calls its embedded upstream on loopback", "
     elsewhere.on_started({asio::ip::address_v4::any(), 8080});
     CHECK(elsewhere.upstream() == "http://10.1.2.3:9000/dx");
 }
+
+namespace {
+
+/// The value of the series `series` (name and labels) in the host's /metrics;
+/// empty when it is not there.
+std::string metric(diagnose_host& host, const std::string& series)
+{
+    const auto text = host.server().metrics().render();
+    const auto at = text.find(series + " ");
+    return at == std::string::npos
+               ? ""
+               : text.substr(at + series.size() + 1, text.find('\n', at) - at - series.size() - 1);
+}
+
+const std::string limit_series = "tame_limit{name=\"diagnose_upstream\"}";
+
+} // namespace
+
+TEST_CASE("diagnose refuses a call over its upstream limit with an immediate 503",
+          "[apps][diagnose][limit]")
+{
+    auto time = manual_clock();
+    auto options = embedded(3000ms, 2000ms, time);
+    options.upstream_limit_max = 1;
+    diagnose_host host{options};
+    tame_test::raw_client first{host.port()};
+    first.send(tame_test::request_text("GET", "/diagnose?symptoms=fever"));
+    REQUIRE(eventually(
+        [&] { return metric(host, "tame_limit_in_flight{name=\"diagnose_upstream\"}") == "1"; }));
+
+    auto refused = call(host.port(), "GET", "/diagnose?symptoms=cough");
+    time->advance(2000ms);
+    auto timed_out = answer_of(first.read_response());
+
+    REQUIRE(refused);
+    CHECK(refused->status() == 503);
+    CHECK(refused->response[http::field::retry_after] == "1");
+    CHECK(refused->error().find("too many calls") != std::string::npos);
+    CHECK(metric(host, "tame_limit_rejected_total{name=\"diagnose_upstream\"}") == "1");
+    REQUIRE(timed_out);
+    CHECK(timed_out->status() == 408);
+    CHECK(metric(host, limit_series) == "1");
+}
+
+TEST_CASE("diagnose's upstream limit starts at Netflix's 20 and can be turned off",
+          "[apps][diagnose][limit]")
+{
+    diagnose_host limited{embedded(0ms, 2000ms)};
+    auto options = embedded(0ms, 2000ms);
+    options.upstream_limit = "off";
+    diagnose_host unlimited{options};
+
+    CHECK(metric(limited, limit_series) == "20");
+    CHECK(metric(unlimited, limit_series).empty());
+    auto a = call(unlimited.port(), "GET", "/diagnose?symptoms=fever");
+    REQUIRE(a);
+    CHECK(a->status() == 200);
+}
+
+TEST_CASE("an aimd upstream limit shrinks when calls time out", "[apps][diagnose][limit]")
+{
+    auto time = manual_clock();
+    auto options = embedded(3000ms, 100ms, time);
+    options.upstream_limit = "aimd";
+    options.upstream_limit_min = 1;
+    options.upstream_limit_max = 10; // starts at 10
+    options.breaker = false;
+    diagnose_host host{options};
+    tame_test::raw_client client{host.port()};
+
+    client.send(tame_test::request_text("GET", "/diagnose?symptoms=fever"));
+    REQUIRE(eventually(
+        [&] { return metric(host, "tame_limit_in_flight{name=\"diagnose_upstream\"}") == "1"; }));
+    time->advance(100ms);
+    auto a = answer_of(client.read_response());
+
+    REQUIRE(a);
+    CHECK(a->status() == 408);
+    CHECK(metric(host, limit_series) == "9"); // 10 * 0.9
+}

@@ -32,6 +32,11 @@ struct shedder_options {
     /// sampled every 250 ms and smoothed (new = old * 0.95 + sample * 0.05, as
     /// go-zero does). A test gives the reading it wants.
     std::function<unsigned()> cpu_usage;
+    /// The cores that 1000 thousandths stand for, when the shedder measures
+    /// the CPU itself; 0: the cores this process may use. A server whose
+    /// io_context runs on fewer threads than that saturates at its thread
+    /// count, and should say so here.
+    double cores = 0;
     /// The clock of the windows and the cool-off (the steady clock when empty).
     std::function<std::chrono::steady_clock::time_point()> clock;
 };
@@ -115,6 +120,10 @@ class adaptive_shedder {
 
     shedder_stats stats() const;
     const shedder_options& options() const noexcept { return options_; }
+
+    /// The cores this process may use: its affinity mask, capped by its
+    /// cgroup's (v2) cpu.max quota.
+    static double usable_cores();
 
   private:
     class rolling_window;
