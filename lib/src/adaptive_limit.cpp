@@ -39,16 +39,8 @@ adaptive_permit adaptive_limit_state::adopt_waited(permit granted) noexcept
 void adaptive_limit_state::finish(permit& held, std::chrono::steady_clock::time_point start,
                                   std::size_t in_flight, outcome how) noexcept
 {
-    if (how == outcome::ignored) {
-        held.release();
-        ignored_.fetch_add(1, std::memory_order_relaxed);
-        drop(1);
-        return;
-    }
-    const auto rtt = now() - start;
-    // Back first: a waiter may go while the sample is taken.
-    held.release();
-    {
+    if (how != outcome::ignored) {
+        const auto rtt = now() - start;
         std::lock_guard lock{mutex_};
         const limit_sample sample{std::chrono::duration_cast<std::chrono::nanoseconds>(rtt),
                                   in_flight, how == outcome::dropped};
@@ -65,8 +57,15 @@ void adaptive_limit_state::finish(permit& held, std::chrono::steady_clock::time_
             semaphore_->set_capacity(next);
         }
     }
-    (how == outcome::success ? succeeded_ : dropped_).fetch_add(1, std::memory_order_relaxed);
+    (how == outcome::success   ? succeeded_
+     : how == outcome::dropped ? dropped_
+                               : ignored_)
+        .fetch_add(1, std::memory_order_relaxed);
+    // Out of the in-flight count before the permit goes back, so that the count
+    // never exceeds the permits held. `held` is the caller's: it outlives this
+    // state, which the drop may end.
     drop(1);
+    held.release();
 }
 
 adaptive_limit_stats adaptive_limit_state::stats() const noexcept

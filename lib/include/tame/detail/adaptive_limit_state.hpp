@@ -48,8 +48,8 @@ class adaptive_limit_state {
     void drop_owner() noexcept { drop(owner_one); }
 
     enum class outcome { success, dropped, ignored };
-    /// Ends a permit: gives its semaphore permit back, then feeds the
-    /// algorithm (unless ignored) and moves the semaphore's capacity with it.
+    /// Ends a permit: feeds the algorithm (unless ignored) and moves the
+    /// semaphore's capacity with it, then gives the semaphore permit back.
     void finish(permit& held, std::chrono::steady_clock::time_point start, std::size_t in_flight,
                 outcome how) noexcept;
 
